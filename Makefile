@@ -1,0 +1,48 @@
+# The only commands a person needs: `make serve` and `make test` (both set up first).
+# `make site` builds the static site into site/.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Same input, same bytes: the build date is the last commit's date.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: setup serve site test lint lock benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint requirements.lock --editable '.[docs,test]'
+	touch $(STAMP)
+
+serve: setup
+	$(BIN)/mkdocs serve --livereload
+
+# Build into a scratch folder and swap it in only on success: a failed build
+# never leaves a half-built site/ behind.
+site: setup
+	rm -rf .site-build
+	$(BIN)/mkdocs build --strict --site-dir .site-build
+	rm -rf site
+	mv .site-build site
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+# Rewrite requirements.lock from what the environment holds now.
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' \
+		| sed '1i # Exact versions of everything the build and the tests import. Regenerate with `make lock`.' \
+		> requirements.lock
+
+clean:
+	rm -rf site .site-build
