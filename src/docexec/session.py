@@ -153,8 +153,17 @@ class _Console(code.InteractiveConsole):
         super().showtraceback()
 
     def showsyntaxerror(self, filename: str | None = None, **kwargs) -> None:
-        self.raised = sys.exc_info()[1]
-        super().showsyntaxerror(filename, **kwargs)
+        error = sys.exc_info()[1]
+        # codeop reports offset 0; the interpreter's own parser, which reads the
+        # whole statement with its newline, knows the column. Ask it.
+        try:
+            compile("\n".join(self.buffer) + "\n", self.filename, "single")
+        except SyntaxError as exact:
+            error = exact
+        except Exception:  # noqa: BLE001 - fall back to codeop's report
+            pass
+        self.raised = error
+        self.write("".join(traceback.format_exception_only(type(error), error)))
 
 
 def parse_pycon(source: str, first_line: int) -> list[tuple[int, str]]:
