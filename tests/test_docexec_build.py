@@ -1,0 +1,308 @@
+"""docexec through MkDocs: small sites built in a temporary folder, as an author would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.site
+
+MKDOCS = [sys.executable, "-m", "mkdocs"]
+
+CONFIG = """\
+site_name: docexec test
+strict: true
+theme: mkdocs
+plugins:
+  - docexec:
+      timeout: {timeout}
+  - markdown-exec:
+      languages: [python, pycon]
+markdown_extensions:
+  - pymdownx.superfences
+"""
+
+
+def build(tmp_path: Path, pages: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:
+    """Write ``pages`` under docs/ and run a strict ``mkdocs build``."""
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout))
+    docs = tmp_path / "docs"
+    docs.mkdir(exist_ok=True)
+    for name, text in pages.items():
+        (docs / name).write_text(textwrap.dedent(text))
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
+    return subprocess.run(
+        [*MKDOCS, "build", "--strict"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,  # a guard against a hung build, not a measurement
+    )
+
+
+def code_blocks(html_file: Path) -> list[str]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html_file.read_text(), "html.parser")
+    return [pre.get_text() for pre in soup.select("pre")]
+
+
+def test_pycon_block_renders_a_transcript(tmp_path):
+    result = build(
+        tmp_path,
+        {
+            "index.md": """\
+            # Page
+
+            ```pycon exec="on" session="s"
+            >>> import torch
+            >>> torch.zeros(2, 3).shape
+            >>> print(1, 2, sep="-")
+            >>> None
+            ```
+            """
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    [block] = code_blocks(tmp_path / "site/index.html")
+    assert block.strip() == textwrap.dedent(
+        """\
+        >>> import torch
+        >>> torch.zeros(2, 3).shape
+        torch.Size([2, 3])
+        >>> print(1, 2, sep="-")
+        1-2
+        >>> None"""
+    )
+
+
+def test_python_and_pycon_blocks_share_a_session_on_a_page(tmp_path):
+    result = build(
+        tmp_path,
+        {
+            "index.md": """\
+            ```python exec="on" session="s"
+            answer = 6 * 7
+            ```
+
+            ```pycon exec="on" session="s"
+            >>> answer
+            ```
+            """
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert code_blocks(tmp_path / "site/index.html")[-1].strip().endswith("42")
+
+
+def test_an_exception_fails_the_build_naming_page_and_line(tmp_path):
+    result = build(
+        tmp_path,
+        {
+            "index.md": "# Fine\n",
+            "broken.md": """\
+            ---
+            title: Front matter shifts lines
+            ---
+            # Broken
+
+            ```python exec="on"
+            x = 1
+            y = x / 0
+            ```
+            """,
+        },
+    )
+    assert result.returncode != 0
+    assert "docs/broken.md:8: ZeroDivisionError: division by zero" in result.stderr
+
+
+def test_an_exception_in_pycon_names_the_input_line(tmp_path):
+    result = build(
+        tmp_path,
+        {"index.md": '# P\n\n```pycon exec="on"\n>>> 1\n>>> {}["key"]\n```\n'},
+    )
+    assert result.returncode != 0
+    assert "docs/index.md:5: KeyError: 'key'" in result.stderr
+
+
+def test_a_failed_build_publishes_no_traceback(tmp_path):
+    result = build(tmp_path, {"index.md": '```python exec="on"\nraise ValueError("x")\n```\n'})
+    assert result.returncode != 0
+    assert not (tmp_path / "site/index.html").exists()
+
+
+def test_raises_renders_the_traceback_with_portable_paths(tmp_path):
+    result = build(
+        tmp_path,
+        {
+            "index.md": """\
+            ```pycon exec="on" raises="RuntimeError"
+            >>> import torch
+            >>> torch.ones(3, 4) @ torch.ones(3)
+            ```
+            """
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    [block] = code_blocks(tmp_path / "site/index.html")
+    assert "Traceback (most recent call last):" in block
+    assert "RuntimeError:" in block
+    assert str(tmp_path) not in block
+    assert "/site-packages" not in block or 'File "site-packages/' in block
+
+
+def test_raises_fails_when_nothing_is_raised(tmp_path):
+    result = build(tmp_path, {"index.md": '```pycon exec="on" raises="KeyError"\n>>> 1\n```\n'})
+    assert result.returncode != 0
+    assert "docs/index.md:2:" in result.stderr
+    assert "raises='KeyError'" in result.stderr
+
+
+def test_raises_in_a_python_block_renders_its_traceback(tmp_path):
+    page = '```python exec="on" raises="ZeroDivisionError" result="text"\nprint("before")\n1 / 0\n```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode == 0, result.stderr
+    [block] = code_blocks(tmp_path / "site/index.html")
+    assert block.startswith("before\nTraceback (most recent call last):")
+    assert 'File "docs/index.md", line 3, in <module>' in block
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import sys\nsys.exit(0)",
+        "raise SystemExit",
+        "raise KeyboardInterrupt",
+        "import os\nos._exit(0)",
+    ],
+)
+def test_exiting_blocks_fail_the_build(tmp_path, code):
+    result = build(tmp_path, {"index.md": f'# P\n\n```python exec="on"\n{code}\n```\n'})
+    assert result.returncode != 0
+    assert "docs/index.md:" in result.stderr
+    assert not (tmp_path / "site/index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        ("x = 0\nwhile True:\n    x += 1", None),
+        ("import time\ntime.sleep(600)", 5),
+    ],
+)
+def test_a_block_past_its_timeout_is_stopped(tmp_path, code, line):
+    page = f'# P\n\n```python exec="on" timeout="1"\n{code}\n```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert "ran past its 1 s limit" in result.stderr
+    expected = f"docs/index.md:{line}:" if line else "docs/index.md:"
+    assert expected in result.stderr
+
+
+def test_the_site_wide_timeout_applies(tmp_path):
+    page = '```pycon exec="on"\n>>> import time\n>>> time.sleep(600)\n```\n'
+    result = build(tmp_path, {"index.md": page}, timeout=1)
+    assert result.returncode != 0
+    assert "docs/index.md:3: the block ran past its 1 s limit" in result.stderr
+
+
+def test_pages_are_isolated_and_seeded(tmp_path):
+    draw = '```pycon exec="on"\n>>> import torch\n>>> torch.rand(2)\n```\n'
+    result = build(
+        tmp_path,
+        {
+            "a.md": '```python exec="on"\nimport torch\nleaked = torch.rand(100)\n```\n',
+            "b.md": draw + '\n```pycon exec="on" raises="NameError"\n>>> leaked\n```\n',
+            "index.md": draw,
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    b_draw = code_blocks(tmp_path / "site/b/index.html")[0]
+    assert b_draw == code_blocks(tmp_path / "site/index.html")[0]
+    assert "tensor([" in b_draw
+
+
+def test_a_page_reads_the_same_alone_and_among_others(tmp_path):
+    page = '```pycon exec="on"\n>>> import random\n>>> random.random()\n>>> object()\n```\n'
+    (tmp_path / "alone").mkdir()
+    alone = build(tmp_path / "alone", {"index.md": page})
+    assert alone.returncode == 0, alone.stderr
+    among = tmp_path / "among"
+    among.mkdir()
+    others = {f"p{i}.md": page for i in range(3)}
+    result = build(among, {**others, "index.md": page})
+    assert result.returncode == 0, result.stderr
+    assert code_blocks(tmp_path / "alone/site/index.html") == code_blocks(among / "site/index.html")
+    assert "0x7ff000000010" in code_blocks(among / "site/index.html")[0]
+
+
+def test_typed_output_in_a_pycon_block_fails(tmp_path):
+    result = build(tmp_path, {"index.md": '# P\n\n```pycon exec="on"\n>>> 1 + 1\n3\n```\n'})
+    assert result.returncode != 0
+    assert "docs/index.md:5:" in result.stderr
+    assert "output is generated" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, needle: str, seconds: float = 120) -> str:
+    """Poll ``url`` until its body holds ``needle``; bounded in time and count."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    body = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read().decode()
+        except OSError:
+            body = ""
+        if needle in body:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"{url} never showed {needle!r}; last body ends {body[-300:]!r}")
+
+
+def test_serve_reruns_pages_with_the_new_package_code(tmp_path):
+    package = tmp_path / "src"
+    package.mkdir()
+    module = package / "helper_for_serve.py"
+    module.write_text("def value():\n    return 'VALUE-ONE'\n")
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=30) + "watch:\n  - src\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/index.md").write_text(
+        '```pycon exec="on"\n>>> import helper_for_serve\n>>> helper_for_serve.value()\n```\n'
+    )
+    port = _free_port()
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(package))
+    server = subprocess.Popen(
+        [*MKDOCS, "serve", "--livereload", "-a", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_for(url, "VALUE-ONE")
+        module.write_text("def value():\n    return 'VALUE-TWO'\n")
+        body = _wait_for(url, "VALUE-TWO")
+        assert "VALUE-ONE" not in body
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
