@@ -306,3 +306,18 @@ def test_serve_reruns_pages_with_the_new_package_code(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_pages_offer_their_notebook_and_script_with_a_stamp(tmp_path):
+    page = '# Shapes\n\nProse.\n\n```pycon exec="on"\n>>> 2 + 2\n```\n'
+    result = build(tmp_path, {"index.md": "# Home\n", "shapes.md": page})
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "site/shapes/index.html").read_text()
+    assert 'href="shapes.ipynb"' in html and 'href="shapes.py"' in html
+    assert "torch 2.13.0" in html and "Python 3." in html
+    script = (tmp_path / "site/shapes/shapes.py").read_text()
+    assert "show(2 + 2)" in script
+    assert "# Prose." in script
+    assert (tmp_path / "site/shapes/shapes.ipynb").is_file()
+    # A page with nothing executed offers nothing.
+    assert not list((tmp_path / "site").glob("index.ipynb"))

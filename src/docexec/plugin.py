@@ -13,8 +13,10 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
+from mkdocs.utils import write_file
 from pymdownx.superfences import SuperFencesException
 
+from docexec.export import ExecutedBlock, PageExport, expand_snippets, to_notebook, to_script
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -50,7 +54,7 @@ class DocExecConfig(Config):
     """The seed every page's process starts from."""
 
 
-def annotate_fences(markdown: str, first_line: int = 1) -> str:
+def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int, int, int]]]:
     """Tag each executable ``python``/``pycon`` fence with the page line it opens on.
 
     Fences nested in another fence (a Markdown example of fence syntax) are left
@@ -61,15 +65,21 @@ def annotate_fences(markdown: str, first_line: int = 1) -> str:
         first_line: The file line of the Markdown's first line (after front matter).
 
     Returns:
-        The Markdown, with ``docexec_line="N"`` added to each such fence.
+        The Markdown with ``docexec_line="N"`` added to each such fence, and for
+        each one ``(first_index, last_index, N)``: its span in the Markdown's lines.
     """
     lines = markdown.split("\n")
+    spans: list[tuple[int, int, int]] = []
     open_fence: str | None = None
+    opened_at: int | None = None
     for index, line in enumerate(lines):
         match = _FENCE.match(line)
         if open_fence is not None:
             if match and match.group("fence").startswith(open_fence) and not match.group("info").strip():
                 open_fence = None
+                if opened_at is not None:
+                    spans.append((opened_at, index, first_line + opened_at))
+                    opened_at = None
             continue
         if not match:
             continue
@@ -78,13 +88,19 @@ def annotate_fences(markdown: str, first_line: int = 1) -> str:
         lang = _LANG.match(info)
         if not lang or lang.group("lang") not in ("python", "py", "pycon") or not _EXEC_ON.search(info):
             continue
+        opened_at = index
         tag = f'{LINE_KEY}="{first_line + index}"'
         if info.rstrip().endswith("}"):
             info = info.rstrip()[:-1].rstrip() + f" {tag} }}"
         else:
             info = f"{info.rstrip()} {tag}"
         lines[index] = match.group("indent") + match.group("fence") + info
-    return "\n".join(lines)
+    return "\n".join(lines), spans
+
+
+def annotate_fences(markdown: str, first_line: int = 1) -> str:
+    """The Markdown with each executable fence tagged with its page line (see ``scan_fences``)."""
+    return scan_fences(markdown, first_line)[0]
 
 
 def source_date_epoch(root: Path) -> str | None:
@@ -102,6 +118,33 @@ def source_date_epoch(root: Path) -> str | None:
     return result.stdout.strip() or None
 
 
+def git_commit(root: Path) -> str:
+    """The short hash of the commit being built, or ``"unknown"`` outside git."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def build_stamp(root: Path) -> str:
+    """What produced a page's output: Python, torch and the commit, all fixed per commit."""
+    try:
+        torch_version = metadata.version("torch").split("+")[0]
+    except metadata.PackageNotFoundError:  # pragma: no cover - torch is a dependency
+        torch_version = "not installed"
+    return (
+        f"Python {platform.python_version()}, torch {torch_version}, "
+        f"commit {git_commit(root)}"
+    )
+
+
 class DocExecPlugin(BasePlugin[DocExecConfig]):
     """Run every executable block in a per-page process and fail loudly."""
 
@@ -110,6 +153,15 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.docs_dir = Path(config.docs_dir).resolve()
         self.worker: PageWorker | None = None
         self.page_path = ""
+        self.blocks: dict[int, ExecutedBlock] = {}
+        self.spans: list[tuple[int, int, int]] = []
+        self.lines: list[str] = []
+        self.exports: dict[str, tuple[str, PageExport]] = {}
+        self.stamp = build_stamp(self.root)
+        snippets = config.mdx_configs.get("pymdownx.snippets", {}).get("base_path", ["."])
+        if isinstance(snippets, str):
+            snippets = [snippets]
+        self.snippet_paths = [self.root / path for path in snippets]
         markdown_exec.formatters["python"] = self._format_python
         markdown_exec.formatters["py"] = self._format_python
         markdown_exec.formatters["pycon"] = self._format_pycon
@@ -131,14 +183,46 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         raw = page.file.content_string
         at = raw.rfind(markdown) if markdown else -1
         first_line = raw[:at].count("\n") + 1 if at >= 0 else 1
-        return annotate_fences(markdown, first_line)
+        self.blocks = {}
+        self.lines = markdown.split("\n")
+        annotated, self.spans = scan_fences(markdown, first_line)
+        return annotated
 
     def on_page_content(self, html, *, page, config, files):
         self._close()
-        return html
+        if not self.blocks:
+            return html
+        export = self._page_export(page)
+        stem = Path(page.file.src_uri).stem
+        folder = Path(page.file.dest_uri).parent
+        self.exports[(folder / stem).as_posix()] = (stem, export)
+        return html + (
+            '\n<aside class="docexec-provenance" aria-label="How this page was made">\n'
+            f"<p>Every output on this page was produced when the site was built, with "
+            f"{self.stamp}. Run it yourself: "
+            f'<a href="{stem}.ipynb" download>{stem}.ipynb</a> (Jupyter notebook) or '
+            f'<a href="{stem}.py" download>{stem}.py</a> (script).</p>\n</aside>\n'
+        )
+
+    def _page_export(self, page) -> PageExport:
+        export = PageExport(title=page.title or page.file.src_uri)
+        cursor = 0
+        for first, last, line in self.spans:
+            prose = "\n".join(self.lines[cursor:first])
+            export.parts.append(expand_snippets(prose, self.snippet_paths))
+            if line + 1 in self.blocks:
+                export.parts.append(self.blocks[line + 1])
+            cursor = last + 1
+        export.parts.append(expand_snippets("\n".join(self.lines[cursor:]), self.snippet_paths))
+        return export
 
     def on_post_build(self, *, config):
         self._close()
+        for path, (_stem, export) in sorted(self.exports.items()):
+            stamp = f"Generated from the page of the same name; its outputs were built with {self.stamp}."
+            write_file(to_notebook(export, stamp).encode(), os.path.join(config.site_dir, path + ".ipynb"))
+            write_file(to_script(export, stamp).encode(), os.path.join(config.site_dir, path + ".py"))
+        self.exports = {}
 
     def on_build_error(self, *, error):
         self._close()
@@ -168,14 +252,15 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 self.worker = PageWorker(self.root, self.page_path, self.config.seed)
             block = Block(kind, source, session or "", line, raises)
             try:
-                output = self.worker.run(block, timeout)
+                result = self.worker.run(block, timeout)
             except ExampleFailure as failure:
                 self._close()
                 where = f"{self.page_path}:{failure.line if failure.line > 0 else line}"
                 raise ExampleError(f"{where}: {failure}") from None
+            self.blocks[line] = ExecutedBlock(kind, source, raises, result.raised)
             if kind == "pycon":
-                return code_block("pycon", output)
-            return output
+                return code_block("pycon", result.output)
+            return result.output
 
         if kind == "pycon":
             # The transcript holds the inputs, so the source is never shown twice.

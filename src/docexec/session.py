@@ -45,7 +45,8 @@ class BlockResult:
     error: str = ""
     line: int = 0
     timed_out: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    raised: list[int] = field(default_factory=list)
+    """Indices of the statements (``pycon``) that raised the expected exception."""
 
 
 class _Output(io.StringIO):
@@ -224,7 +225,8 @@ def run_pycon(
     buffer = _Output()
     statement_start = first_line
     more = False
-    seen_expected = False
+    raised: list[int] = []
+    statement = -1
     if inputs and inputs[-1][1].strip() == "" and len(inputs) == 1:
         inputs = []
     pending = list(inputs)
@@ -236,6 +238,7 @@ def run_pycon(
                 line, text = statement_start, ""  # close an open block, as Enter would
             if not more:
                 statement_start = line
+                statement += 1
             buffer.write((PS2 if more else PS1) + text + "\n")
             on_line(line)
             console.raised = None
@@ -251,7 +254,7 @@ def run_pycon(
             if exc is None:
                 continue
             if _exception_matches(exc, raises):
-                seen_expected = True
+                raised.append(statement)
                 continue
             where = _last_line_in(exc.__traceback__, "<stdin>")
             if isinstance(exc, SyntaxError) and exc.filename == "<stdin>" and exc.lineno:
@@ -262,13 +265,13 @@ def run_pycon(
                 error=f"{_describe(exc)}\n\n{_tail(buffer.getvalue())}",
                 line=error_line,
             )
-    if raises and not seen_expected:
+    if raises and not raised:
         return BlockResult(
             output=buffer.getvalue(),
             error=f"the block says raises={raises!r}, but no input raised it",
             line=first_line,
         )
-    return BlockResult(output=_strip_trailing_spaces(buffer.getvalue()))
+    return BlockResult(output=_strip_trailing_spaces(buffer.getvalue()), raised=raised)
 
 
 def _tail(text: str, lines: int = 20) -> str:
@@ -320,7 +323,7 @@ def run_python(
             while tb is not None and tb.tb_frame.f_code.co_filename != filename:
                 tb = tb.tb_next
             shown = "".join(traceback.format_exception(type(exc), exc, tb))
-            return BlockResult(output=buffer.getvalue() + shown)
+            return BlockResult(output=buffer.getvalue() + shown, raised=[0])
         if isinstance(exc, SystemExit):
             message = f"SystemExit({exc.code!r}): examples must not exit"
         else:

@@ -178,15 +178,15 @@ class PageWorker:
         self._process.start()
         child.close()
 
-    def run(self, block: Block, timeout: float) -> str:
-        """Run ``block`` and return its output.
+    def run(self, block: Block, timeout: float) -> BlockResult:
+        """Run ``block`` and return what it produced.
 
         Args:
             block: The block to run.
             timeout: Seconds the block may run.
 
         Returns:
-            The block's output.
+            The block's result, with no error.
 
         Raises:
             ExampleFailure: If the block raised, exited, died or ran too long.
@@ -216,7 +216,7 @@ class PageWorker:
             result: BlockResult = payload
             if result.error:
                 raise ExampleFailure(result.error, result.line)
-            return result.output
+            return result
 
     def _death(self) -> str:
         code = self._process.exitcode

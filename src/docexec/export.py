@@ -1,0 +1,183 @@
+"""Turn a page into a Jupyter notebook and a plain script a reader can run at home.
+
+The page's prose becomes Markdown cells (or comments), its executed blocks become
+code: a ``python`` block as one cell, a ``pycon`` block as one cell per ``>>>``
+statement (so each expression shows its value, as on the page), prompts stripped.
+A block that is meant to raise keeps its error: the notebook cell is tagged
+``raises-exception`` (which nbclient and Jupyter honour) and the script catches
+the exception and prints its traceback. Output is deterministic: cell ids are
+numbered, and no timestamps are written.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SNIPPET = re.compile(r'^(?P<indent>\s*)--8<--\s+"(?P<path>[^"]+)"\s*$')
+
+
+@dataclass
+class ExecutedBlock:
+    """One executed block, as the formatter saw it (snippets already expanded).
+
+    Attributes:
+        kind: ``"python"`` or ``"pycon"``.
+        source: The code that ran.
+        raises: The exception the block shows on purpose, if any.
+        raised: Which of its statements raised it (for ``pycon``; ``[0]`` for ``python``).
+    """
+
+    kind: str
+    source: str
+    raises: str | None = None
+    raised: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PageExport:
+    """The parts of one page, in order: prose strings and executed blocks."""
+
+    title: str
+    parts: list[str | ExecutedBlock] = field(default_factory=list)
+
+
+def expand_snippets(text: str, base_paths: list[Path]) -> str:
+    """Replace ``--8<-- "file"`` lines with the file's text, as pymdownx.snippets does.
+
+    Args:
+        text: Markdown or code.
+        base_paths: Folders to look for the files in, in order.
+
+    Returns:
+        The text with every resolvable snippet line replaced.
+    """
+    lines = []
+    for line in text.split("\n"):
+        match = _SNIPPET.match(line)
+        found = None
+        if match:
+            for base in base_paths:
+                if (base / match.group("path")).is_file():
+                    found = (base / match.group("path")).read_text().rstrip("\n")
+                    break
+        if found is None:
+            lines.append(line)
+        else:
+            lines.extend(match.group("indent") + part if part else part for part in found.split("\n"))
+    return "\n".join(lines)
+
+
+def pycon_statements(source: str) -> list[str]:
+    """Split a ``pycon`` block into its statements, prompts removed."""
+    statements: list[list[str]] = []
+    for line in source.split("\n"):
+        if line.startswith(">>> ") or line == ">>>":
+            statements.append([line[4:]])
+        elif (line.startswith("... ") or line == "...") and statements:
+            statements[-1].append(line[4:])
+    return ["\n".join(s).rstrip() for s in statements if "\n".join(s).strip()]
+
+
+def _cells_of(block: ExecutedBlock) -> list[str]:
+    if block.kind == "pycon":
+        return pycon_statements(block.source)
+    return [block.source.strip("\n")]
+
+
+def to_notebook(page: PageExport, stamp: str) -> str:
+    """The page as a Jupyter notebook (nbformat 4.5), as JSON text.
+
+    Args:
+        page: The page's parts.
+        stamp: A line saying what built it, put in the first cell.
+
+    Returns:
+        The notebook, as deterministic JSON.
+    """
+    cells = [_markdown_cell(f"*{stamp}*")]
+    for part in page.parts:
+        if isinstance(part, str):
+            if part.strip():
+                cells.append(_markdown_cell(part.strip("\n")))
+            continue
+        for index, code in enumerate(_cells_of(part)):
+            raising = part.raises and index in part.raised
+            cell = {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {"tags": ["raises-exception"]} if raising else {},
+                "outputs": [],
+                "source": code,
+            }
+            cells.append(cell)
+    for index, cell in enumerate(cells):
+        cell["id"] = f"cell-{index}"
+        cell["source"] = cell["source"].splitlines(keepends=True)
+    notebook = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _markdown_cell(text: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
+    """One statement for the script; a bare expression is printed, as the REPL shows it."""
+    if shows_values:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            tree = None
+        if tree and len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+            call = tree.body[0].value
+            is_print = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print"
+            if not is_print:
+                code = f"show({code})"
+    if raises:
+        body = "\n".join("    " + line for line in code.split("\n"))
+        return (
+            f"try:\n{body}\nexcept {raises}:  # the page shows this error on purpose\n"
+            "    traceback.print_exc(file=sys.stdout)"
+        )
+    return code
+
+
+def to_script(page: PageExport, stamp: str) -> str:
+    """The page as a plain Python script: prose as comments, blocks as code.
+
+    Args:
+        page: The page's parts.
+        stamp: A line saying what built it, put in the header.
+
+    Returns:
+        The script's text.
+    """
+    out = [
+        f'"""{page.title}\n\n{stamp}\n"""',
+        "import sys\nimport traceback\n\n"
+        "show = sys.displayhook  # prints a value the way the >>> prompt does",
+    ]
+    for part in page.parts:
+        if isinstance(part, str):
+            text = part.strip("\n")
+            if text.strip():
+                out.append("\n".join(f"# {line}".rstrip() for line in text.split("\n")))
+            continue
+        statements = [
+            _script_statement(code, part.raises if index in part.raised else None, part.kind == "pycon")
+            for index, code in enumerate(_cells_of(part))
+        ]
+        out.append("\n".join(statements))
+    return "\n\n".join(out) + "\n"

@@ -1,0 +1,80 @@
+"""docexec.export: pages as notebooks and scripts that run at home."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+
+from docexec.export import (
+    ExecutedBlock,
+    PageExport,
+    expand_snippets,
+    pycon_statements,
+    to_notebook,
+    to_script,
+)
+
+PAGE = PageExport(
+    title="Shapes",
+    parts=[
+        "# Shapes\n\nSome prose.",
+        ExecutedBlock("pycon", ">>> x = [1, 2]\n>>> len(x)\n>>> for i in x:\n...     print(i)\n..."),
+        "More prose.",
+        ExecutedBlock("pycon", ">>> y = 3\n>>> x[5]", raises="IndexError", raised=[1]),
+        ExecutedBlock("python", "print('done', y)"),
+    ],
+)
+
+
+def test_pycon_statements_strip_prompts_and_keep_blocks_whole():
+    assert pycon_statements(">>> a = 1\n>>> for i in []:\n...     pass\n...\n>>> a") == [
+        "a = 1",
+        "for i in []:\n    pass",
+        "a",
+    ]
+
+
+def test_notebook_is_valid_and_deterministic():
+    text = to_notebook(PAGE, "stamp")
+    assert text == to_notebook(PAGE, "stamp")
+    notebook = nbformat.reads(text, as_version=4)
+    nbformat.validate(notebook)
+    kinds = [cell.cell_type for cell in notebook.cells]
+    assert kinds == ["markdown", "markdown", "code", "code", "code", "markdown", "code", "code", "code"]
+    tagged = [cell.source for cell in notebook.cells if "raises-exception" in cell.metadata.get("tags", [])]
+    assert tagged == ["x[5]"]
+
+
+def test_notebook_runs_top_to_bottom_in_a_fresh_kernel():
+    from nbclient import NotebookClient
+
+    notebook = nbformat.reads(to_notebook(PAGE, "stamp"), as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    texts = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "2" in texts and "done 3" in texts
+    assert any(o.get("ename") == "IndexError" for o in outputs)
+
+
+def test_script_runs_and_prints_what_the_page_shows(tmp_path):
+    script = tmp_path / "shapes.py"
+    script.write_text(to_script(PAGE, "stamp"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2\n1\n2\nTraceback (most recent call last):")
+    assert "IndexError: list index out of range" in result.stdout
+    assert result.stdout.endswith("done 3\n")
+    assert "# Some prose." in script.read_text()
+
+
+def test_snippets_are_expanded_from_base_paths(tmp_path):
+    (tmp_path / "code.py").write_text("a = 1\nb = 2\n")
+    text = 'before\n    --8<-- "code.py"\nafter\n--8<-- "missing.py"'
+    assert expand_snippets(text, [tmp_path / "nowhere", tmp_path]) == (
+        'before\n    a = 1\n    b = 2\nafter\n--8<-- "missing.py"'
+    )
+
+
+def test_notebook_json_has_no_timestamps():
+    assert "date" not in json.loads(to_notebook(PAGE, "s"))["metadata"]
