@@ -1,0 +1,258 @@
+"""Charts of the Network's parameters as inline SVG, drawn by hand.
+
+Every function returns an ``<svg>`` string: no plotting library, no fonts or
+images from elsewhere, the same bytes for the same input. Text and lines use
+``currentColor``, so a chart follows the page's light or dark palette; each
+chart carries a ``<title>`` and a ``<desc>`` that say what it shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+import torch
+
+from learnable_parameters.inspection import TraceStep
+
+#: Diverging colours for negative and positive weights; legible on light and dark.
+NEGATIVE = (33, 102, 172)
+POSITIVE = (214, 96, 77)
+MIDDLE = (150, 150, 150)
+
+
+def _svg(width: float, height: float, ident: str, title: str, desc: str, body: list[str]) -> str:
+    return "\n".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:g} {height:g}" '
+            f'width="{width:g}" height="{height:g}" role="img" '
+            f'aria-labelledby="{ident}-title {ident}-desc" class="chart" '
+            f'style="max-width:100%;height:auto" font-family="sans-serif" font-size="12">',
+            f'<title id="{ident}-title">{escape(title)}</title>',
+            f'<desc id="{ident}-desc">{escape(desc)}</desc>',
+            *body,
+            "</svg>",
+        ]
+    )
+
+
+def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
+    r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b))
+    return f"#{r:02x}{g:02x}{bl:02x}"
+
+
+def weight_colour(value: float, scale: float) -> str:
+    """The colour of one weight: blue below zero, red above, grey at zero.
+
+    Args:
+        value: The weight.
+        scale: The largest magnitude on the chart; it gets the full colour.
+
+    Returns:
+        A ``#rrggbb`` colour.
+    """
+    t = 0.0 if scale == 0 else max(-1.0, min(1.0, value / scale))
+    return _mix(MIDDLE, POSITIVE if t > 0 else NEGATIVE, abs(t))
+
+
+def filters_svg(
+    filters: torch.Tensor,
+    *,
+    ident: str,
+    title: str,
+    labels: Sequence[str] | None = None,
+    cell: int = 14,
+) -> str:
+    """Draw 2-D filters side by side as heat maps, one square per weight.
+
+    Args:
+        filters: Shape ``(K, H, W)``: ``K`` filters of ``H×W`` weights.
+        ident: A prefix for the SVG's element ids, unique on the page.
+        title: The chart's title (also its accessible name).
+        labels: A caption under each filter; defaults to ``"0"``, ``"1"``, ...
+        cell: The side of one weight's square, in pixels.
+
+    Returns:
+        The SVG.
+    """
+    count, rows, cols = filters.shape
+    labels = list(labels) if labels is not None else [str(i) for i in range(count)]
+    scale = float(filters.abs().max())
+    gap, top, caption = cell, 4, 18
+    width = count * cols * cell + (count - 1) * gap + 2
+    height = top + rows * cell + caption
+    body = []
+    for k in range(count):
+        x0 = 1 + k * (cols * cell + gap)
+        for r in range(rows):
+            for c in range(cols):
+                value = float(filters[k, r, c])
+                body.append(
+                    f'<rect x="{x0 + c * cell}" y="{top + r * cell}" width="{cell}" height="{cell}" '
+                    f'fill="{weight_colour(value, scale)}"><title>{value:+.3f}</title></rect>'
+                )
+        body.append(
+            f'<rect x="{x0}" y="{top}" width="{cols * cell}" height="{rows * cell}" '
+            'fill="none" stroke="currentColor" stroke-width="1"/>'
+        )
+        body.append(
+            f'<text x="{x0 + cols * cell / 2:g}" y="{top + rows * cell + 14}" '
+            f'text-anchor="middle" fill="currentColor">{escape(labels[k])}</text>'
+        )
+    desc = (
+        f"{count} grids of {rows} by {cols} squares, one square per weight: "
+        f"red for positive, blue for negative, grey near zero; the strongest weight "
+        f"on the chart has magnitude {scale:.3f}."
+    )
+    return _svg(width, height, ident, title, desc, body)
+
+
+def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> str:
+    """Draw one bar per layer, as long as its parameter count, weights and biases apart.
+
+    Args:
+        per_layer: ``parameters_per_layer(network)``: counts by layer and kind.
+        ident: A prefix for the SVG's element ids, unique on the page.
+
+    Returns:
+        The SVG.
+    """
+    total = sum(sum(kinds.values()) for kinds in per_layer.values())
+    label_w, bar_w, text_w, row_h = 60, 420, 170, 30
+    width = label_w + bar_w + text_w
+    height = row_h * len(per_layer) + 36
+    body = []
+    lines = []
+    for i, (layer, kinds) in enumerate(per_layer.items()):
+        y = 6 + i * row_h
+        weights, biases = kinds.get("weight", 0), kinds.get("bias", 0)
+        share = (weights + biases) / total
+        w_len = bar_w * weights / total
+        b_len = max(bar_w * biases / total, 1.0 if biases else 0.0)
+        body.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" fill="currentColor">'
+            f"{escape(layer)}</text>"
+        )
+        body.append(
+            f'<rect x="{label_w}" y="{y}" width="{w_len:.2f}" height="20" '
+            f'fill="rgb{POSITIVE}"/>'
+        )
+        body.append(
+            f'<rect x="{label_w + w_len:.2f}" y="{y}" width="{b_len:.2f}" height="20" '
+            f'fill="rgb{NEGATIVE}"/>'
+        )
+        body.append(
+            f'<text x="{label_w + w_len + b_len + 6:.2f}" y="{y + 15}" fill="currentColor">'
+            f"{weights + biases:,} ({share:.1%})</text>"
+        )
+        lines.append(f"{layer}: {weights:,} weights and {biases:,} biases, {share:.1%} of all")
+    legend_y = height - 12
+    body.append(f'<rect x="{label_w}" y="{legend_y - 10}" width="12" height="12" fill="rgb{POSITIVE}"/>')
+    body.append(f'<text x="{label_w + 18}" y="{legend_y}" fill="currentColor">weights</text>')
+    body.append(f'<rect x="{label_w + 90}" y="{legend_y - 10}" width="12" height="12" fill="rgb{NEGATIVE}"/>')
+    body.append(f'<text x="{label_w + 108}" y="{legend_y}" fill="currentColor">biases</text>')
+    title = f"Where the {total:,} learnable parameters are"
+    desc = "Bar lengths are proportional to parameter counts. " + "; ".join(lines) + "."
+    return _svg(width, height, ident, title, desc, body)
+
+
+def shape_trace_svg(input_shape: Sequence[int], steps: Sequence[TraceStep], *, ident: str) -> str:
+    """Draw the forward pass as a column of boxes: each step and the shape it outputs.
+
+    Args:
+        input_shape: The shape of the batch that went in.
+        steps: ``shape_trace(network, batch)``.
+        ident: A prefix for the SVG's element ids, unique on the page.
+
+    Returns:
+        The SVG.
+    """
+    rows = [("input", "", tuple(input_shape)), *((s.name, s.op, s.shape) for s in steps)]
+    row_h, width = 34, 460
+    height = row_h * len(rows) + 4
+    body = [
+        '<defs><marker id="%s-arrow" viewBox="0 0 10 10" refX="5" refY="5" markerWidth="6" '
+        'markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
+        'fill="currentColor"/></marker></defs>' % ident
+    ]
+    for i, (name, op, shape) in enumerate(rows):
+        y = 2 + i * row_h
+        learnable = op in ("Conv2d", "Linear")
+        dash = "" if learnable else ' stroke-dasharray="4 3"'
+        body.append(
+            f'<rect x="1" y="{y}" width="{width - 2}" height="{row_h - 10}" rx="4" '
+            f'fill="none" stroke="currentColor" stroke-width="{2 if learnable else 1}"{dash}/>'
+        )
+        label = name if not op or op == name else f"{name} ({op})"
+        if op == "flatten" and i > 0:
+            dims = rows[i - 1][2][1:]
+            label += ": " + " × ".join(str(d) for d in dims) + f" = {shape[-1]}"
+        body.append(f'<text x="12" y="{y + 16}" fill="currentColor">{escape(label)}</text>')
+        body.append(
+            f'<text x="{width - 12}" y="{y + 16}" text-anchor="end" fill="currentColor" '
+            f'font-family="monospace">{escape(str(tuple(shape)))}</text>'
+        )
+        if i < len(rows) - 1:
+            body.append(
+                f'<line x1="{width / 2:g}" y1="{y + row_h - 10}" x2="{width / 2:g}" '
+                f'y2="{y + row_h - 1}" stroke="currentColor" marker-end="url(#{ident}-arrow)"/>'
+            )
+    desc = "The forward pass, top to bottom: " + "; ".join(
+        f"{name} gives {tuple(shape)}" for name, _op, shape in rows
+    ) + ". Solid boxes have learnable parameters; dashed ones do not."
+    return _svg(width, height, ident, "The shape after every step of the forward pass", desc, body)
+
+
+def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = None) -> str:
+    """Draw the training loss, step by step.
+
+    Args:
+        losses: The loss of each step.
+        ident: A prefix for the SVG's element ids, unique on the page.
+        every: Steps per epoch, to mark epoch boundaries; ``None`` for no marks.
+
+    Returns:
+        The SVG.
+    """
+    left, right, top, bottom = 48, 12, 10, 34
+    plot_w, plot_h = 460, 200
+    width, height = left + plot_w + right, top + plot_h + bottom
+    high = max(losses)
+    top_tick = float(int(high) + 1)
+
+    def x(i: int) -> float:
+        return left + plot_w * i / max(len(losses) - 1, 1)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / top_tick)
+
+    points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(losses))
+    body = [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="currentColor"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="currentColor"/>',
+    ]
+    ticks = int(top_tick)
+    for t in range(ticks + 1):
+        body.append(
+            f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" fill="currentColor">{t}</text>'
+        )
+    if every:
+        for step in range(every, len(losses), every):
+            body.append(
+                f'<line x1="{x(step):.1f}" y1="{top}" x2="{x(step):.1f}" y2="{top + plot_h}" '
+                'stroke="currentColor" stroke-opacity="0.35" stroke-dasharray="3 3"/>'
+            )
+    body.append(f'<polyline points="{points}" fill="none" stroke="rgb{POSITIVE}" stroke-width="2"/>')
+    body.append(
+        f'<text x="{left + plot_w / 2:g}" y="{height - 8}" text-anchor="middle" '
+        f'fill="currentColor">step (dashed lines: epochs)</text>'
+    )
+    body.append(
+        f'<text x="14" y="{top + plot_h / 2:g}" text-anchor="middle" fill="currentColor" '
+        f'transform="rotate(-90 14 {top + plot_h / 2:g})">loss</text>'
+    )
+    desc = (
+        f"Cross-entropy loss over {len(losses)} training steps: it starts at {losses[0]:.3f}, "
+        f"its lowest is {min(losses):.3f}, and the last step's is {losses[-1]:.3f}."
+    )
+    return _svg(width, height, ident, "Training loss, step by step", desc, body)

@@ -1,0 +1,80 @@
+"""learnable_parameters.charts: SVGs that say what they show and hold the real numbers."""
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+
+from learnable_parameters import Network, count_parameters, parameters_per_layer, shape_trace
+from learnable_parameters.charts import (
+    filters_svg,
+    loss_curve_svg,
+    parameter_share_svg,
+    shape_trace_svg,
+    weight_colour,
+)
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parse(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)
+    assert root.get("role") == "img"
+    ids = root.get("aria-labelledby").split()
+    found = {el.get("id"): el for el in root.iter() if el.get("id")}
+    for ident in ids:
+        assert found[ident].text.strip(), ident
+    return root
+
+
+def test_filters_svg_draws_one_square_per_weight():
+    weight = Network().conv1.weight.detach()[:, 0]
+    root = parse(filters_svg(weight, ident="f", title="conv1"))
+    squares = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
+    assert len(squares) == weight.numel()
+    values = [float(r.find(f"{SVG}title").text) for r in squares]
+    assert values == pytest.approx(weight.flatten().tolist(), abs=5e-4)
+
+
+def test_weight_colour_is_diverging():
+    assert weight_colour(0.0, 1.0) == "#969696"
+    assert weight_colour(1.0, 1.0) == "#d6604d"
+    assert weight_colour(-1.0, 1.0) == "#2166ac"
+
+
+def test_parameter_share_svg_states_each_layer_and_the_total():
+    network = Network()
+    svg = parameter_share_svg(parameters_per_layer(network), ident="p")
+    root = parse(svg)
+    title = root.find(f"{SVG}title").text
+    assert f"{count_parameters(network):,}" in title
+    fc1 = network.fc1.weight.numel() + network.fc1.bias.numel()
+    assert f"fc1: {network.fc1.weight.numel():,} weights" in root.find(f"{SVG}desc").text
+    assert f"{fc1 / count_parameters(network):.1%}" in svg
+
+
+def test_shape_trace_svg_lists_every_step_and_explains_192():
+    network = Network()
+    steps = shape_trace(network, torch.zeros(1, 1, 28, 28))
+    svg = shape_trace_svg((1, 1, 28, 28), steps, ident="t")
+    parse(svg)
+    for step in steps:
+        assert str(step.shape) in svg
+    assert "12 × 4 × 4 = 192" in svg
+
+
+def test_loss_curve_svg_plots_every_step():
+    losses = [2.3, 1.9, 1.2, 0.7]
+    root = parse(loss_curve_svg(losses, ident="l", every=2))
+    points = root.find(f"{SVG}polyline").get("points").split()
+    assert len(points) == len(losses)
+    ys = [float(p.split(",")[1]) for p in points]
+    assert ys == sorted(ys)  # the loss falls, so the line goes down the page
+
+
+def test_charts_are_the_same_bytes_every_time():
+    network = Network()
+    first = parameter_share_svg(parameters_per_layer(network), ident="p")
+    assert first == parameter_share_svg(parameters_per_layer(network), ident="p")
+    assert not re.search(r"\d\.\d{5,}", first)  # no float noise in the markup
