@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         at = raw.rfind(markdown) if markdown else -1
         first_line = raw[:at].count("\n") + 1 if at >= 0 else 1
         self.blocks = {}
+        self.seconds = 0.0
         self.lines = markdown.split("\n")
         annotated, self.spans = scan_fences(markdown, first_line)
         return annotated
@@ -192,6 +194,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close()
         if not self.blocks:
             return html
+        log.info(f"{self.page_path}: ran {len(self.blocks)} blocks in {self.seconds:.2f} s")
         export = self._page_export(page)
         stem = Path(page.file.src_uri).stem
         folder = Path(page.file.dest_uri).parent
@@ -251,12 +254,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             if self.worker is None:
                 self.worker = PageWorker(self.root, self.page_path, self.config.seed)
             block = Block(kind, source, session or "", line, raises)
+            started = time.perf_counter()
             try:
                 result = self.worker.run(block, timeout)
             except ExampleFailure as failure:
                 self._close()
                 where = f"{self.page_path}:{failure.line if failure.line > 0 else line}"
                 raise ExampleError(f"{where}: {failure}") from None
+            self.seconds += time.perf_counter() - started
             self.blocks[line] = ExecutedBlock(kind, source, raises, result.raised)
             if kind == "pycon":
                 return code_block("pycon", result.output)
