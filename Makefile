@@ -31,7 +31,10 @@ site: setup
 	rm -rf site
 	mv .site-build site
 
+# The browser tests need a Chromium: ensure-chromium finds one or installs it
+# (a missing one fails under CI=true, and only skips those tests elsewhere).
 test: setup
+	$(BIN)/python scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 lint: setup

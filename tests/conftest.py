@@ -1,0 +1,130 @@
+"""Fixtures shared by the tests that build the whole site and look at it in a browser.
+
+One strict build per session (``built_site``), served on 127.0.0.1 (``site_url``) under
+the same path as on GitHub Pages (``/learnable-parameters/``, from ``site_url`` in
+mkdocs.yml), so absolute links such as those in 404.html resolve as they do online.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import runpy
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENSURE_CHROMIUM = runpy.run_path(str(ROOT / "scripts" / "ensure-chromium"))
+
+# Chromium's own background traffic (updates, sync, field trials) is off: the tests
+# fail on any request that leaves 127.0.0.1, and the page must be the only one making them.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def site_prefix() -> str:
+    """The path the site lives under online: ``learnable-parameters`` for site_url's path."""
+    match = re.search(r"^site_url:\s*(\S+)", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)
+    return urlsplit(match.group(1) if match else "/").path.strip("/")
+
+
+def source_date_epoch() -> str:
+    """The build date, as `make site` takes it: the environment's, else the last commit's."""
+    if epoch := os.environ.get("SOURCE_DATE_EPOCH"):
+        return epoch
+    result = subprocess.run(
+        ["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True
+    )
+    return result.stdout.strip() or "0"
+
+
+@pytest.fixture(scope="session")
+def build_site() -> Callable[[Path], Path]:
+    """A function that builds the site strictly under ``root``/<prefix> and returns that folder."""
+    epoch = source_date_epoch()
+
+    def build(root: Path) -> Path:
+        site = root / site_prefix()
+        env = dict(os.environ, SOURCE_DATE_EPOCH=epoch, NO_MKDOCS_2_WARNING="1")
+        result = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,  # a guard against a hung build, not a measurement
+        )
+        if result.returncode != 0:
+            pytest.fail(f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}")
+        return site
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def built_site(build_site, tmp_path_factory) -> Path:
+    """The site, built once per session: the folder that holds its index.html."""
+    return build_site(tmp_path_factory.mktemp("built"))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url(built_site) -> Iterator[str]:
+    """The built site served on 127.0.0.1, as ``http://127.0.0.1:PORT/<prefix>/``."""
+    handler = functools.partial(_QuietHandler, directory=str(built_site.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    prefix = f"{site_prefix()}/" if site_prefix() else ""
+    try:
+        yield f"http://127.0.0.1:{port}/{prefix}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """A Chromium to launch: a missing one fails under CI=true and skips elsewhere."""
+    path = ENSURE_CHROMIUM["find_chromium"]()
+    if path is None:
+        reason = (
+            "no Chromium: not /usr/bin/chromium, not on PATH, not Playwright's "
+            "(run scripts/ensure-chromium, as `make test` does)"
+        )
+        if ENSURE_CHROMIUM["in_ci"]():
+            pytest.fail(f"{reason}; CI=true, so this is an error")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    """One headless Chromium for the session, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

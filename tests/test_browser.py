@@ -1,0 +1,313 @@
+"""What a reader gets, in a real Chromium: every page of the built site, served on 127.0.0.1.
+
+Pages are found in the built site (every ``*.html``), so a new page is covered without
+touching this file. On each: no console error, no request to any other host, and no
+WCAG 2.2 A/AA violation that axe-core finds, in the light palette and in the dark one.
+Then the reader's tools: search, the copy button, the palette toggle, the keyboard.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from bs4 import BeautifulSoup
+from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+pytestmark = [pytest.mark.browser, pytest.mark.site]
+
+# WCAG 2.0, 2.1 and 2.2, levels A and AA (axe has no A-level rule new in 2.2).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+# mkdocs-material's names for its two palettes, as set on <body data-md-color-scheme>.
+SCHEMES = {"light": "default", "dark": "slate"}
+# The term the search test looks for, and the page it should find it on, while that page
+# exists; otherwise a term picked from the built search index (see search_term).
+PREFERRED_SEARCH = ("named_parameters", "all-parameters/")
+# Words lunr's stopWordFilter drops (those of six letters or more): never found.
+LUNR_STOP_WORDS = {
+    "because",
+    "cannot",
+    "either",
+    "however",
+    "likely",
+    "neither",
+    "rather",
+    "should",
+}
+# How many times the keyboard test presses Tab before giving up.
+MAX_TABS = 80
+
+
+@dataclass(frozen=True)
+class SitePage:
+    path: str  # relative to the site's root, as in a link: "", "all-parameters/", "404.html"
+    url: str
+
+
+@pytest.fixture(scope="module")
+def pages(built_site: Path, site_url: str) -> list[SitePage]:
+    """Every HTML page of the built site, the home page first."""
+    found = []
+    for file in sorted(built_site.rglob("*.html")):
+        path = file.relative_to(built_site).as_posix()
+        path = path.removesuffix("index.html")
+        found.append(SitePage(path, site_url + path))
+    found.sort(key=lambda page: page.path != "")
+    assert found and found[0].path == "", f"no home page in {built_site}"
+    return found
+
+
+def new_context(browser, **options) -> BrowserContext:
+    """A fresh profile (no stored palette), light system theme, desktop size."""
+    options = {"viewport": {"width": 1280, "height": 800}, "color_scheme": "light", **options}
+    return browser.new_context(service_workers="block", **options)
+
+
+def is_local(url: str, origin: str) -> bool:
+    return urlsplit(url).scheme in {"data", "blob"} or url.startswith(origin + "/")
+
+
+def scheme(page: Page) -> str | None:
+    return page.locator("body").get_attribute("data-md-color-scheme")
+
+
+def switch_palette(page: Page, wanted: str) -> None:
+    """Click the header's palette toggle until the page shows the ``wanted`` scheme."""
+    for _ in range(len(SCHEMES)):
+        if scheme(page) == wanted:
+            return
+        # The toggle shows one label: the one that switches to the next palette.
+        page.locator("form[data-md-component=palette] label:visible").click()
+    assert scheme(page) == wanted, f"the palette toggle never reached {wanted!r}"
+
+
+def wait_for_transitions(page: Page) -> None:
+    """Let colour transitions settle, so axe measures the colours a reader ends up seeing."""
+    page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running')")
+
+
+def test_pages_include_every_page_in_the_sitemap(pages, built_site):
+    locs = re.findall(r"<loc>([^<]+)</loc>", (built_site / "sitemap.xml").read_text())
+    assert locs, "sitemap.xml lists no page"
+    tested = {page.path for page in pages}
+    prefix = min(locs, key=len)  # the home page's URL is a prefix of every other
+    missing = [loc for loc in locs if loc.removeprefix(prefix) not in tested]
+    assert not missing, f"pages in sitemap.xml that the browser tests would not visit: {missing}"
+
+
+def test_every_page_loads_without_errors_or_other_hosts(browser, pages, site_url):
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(site_url))
+    context = new_context(browser)
+    # Nothing leaves this machine, even while the test is about to fail.
+    context.route(lambda url: not is_local(url, origin), lambda route: route.abort())
+    page = context.new_page()
+    requests: list[tuple[str, str]] = []
+    errors: list[tuple[str, str]] = []
+    current = ["(none)"]
+    page.on("request", lambda request: requests.append((current[0], request.url)))
+    page.on("console", lambda m: m.type == "error" and errors.append((current[0], m.text)))
+    page.on("pageerror", lambda error: errors.append((current[0], str(error))))
+    statuses = []
+    try:
+        for site_page in pages:
+            current[0] = site_page.path or "(home)"
+            response = page.goto(site_page.url, wait_until="networkidle")
+            statuses.append((current[0], response.status if response else None))
+    finally:
+        context.close()
+    assert all(status == 200 for _, status in statuses), statuses
+    assert len({url for _, url in requests}) > 1, "no requests recorded: the listener is broken"
+    foreign = [(where, url) for where, url in requests if not is_local(url, origin)]
+    assert not foreign, f"requests to another host than {origin}: {foreign}"
+    assert not errors, f"console errors: {errors}"
+
+
+@pytest.mark.parametrize("palette", ["light", "dark"])
+def test_every_page_passes_axe(browser, pages, palette):
+    wanted = SCHEMES[palette]
+    context = new_context(browser)
+    page = context.new_page()
+    axe = Axe()
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
+    problems = []
+    try:
+        page.goto(pages[0].url)
+        switch_palette(page, wanted)  # once: the theme remembers it for the next pages
+        for site_page in pages:
+            page.goto(site_page.url)
+            assert scheme(page) == wanted, f"{site_page.path or '(home)'} forgot the palette"
+            wait_for_transitions(page)
+            for violation in axe.run(page, options=options).response["violations"]:
+                targets = [node["target"] for node in violation["nodes"]]
+                summary = violation["nodes"][0].get("failureSummary", "").replace("\n", " ")
+                problems.append(
+                    f"{site_page.path or '(home)'}: {violation['id']} ({violation['impact']}) "
+                    f"on {targets}: {summary}"
+                )
+    finally:
+        context.close()
+    assert not problems, f"axe-core, {palette} palette:\n" + "\n".join(problems)
+
+
+def _text_of(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", fragment))
+
+
+def search_term(index: dict) -> tuple[str, str]:
+    """A term from a page's body that search should find, and that page's path.
+
+    The search splits text on the index's own ``separator`` and matches a query as the
+    start of a token (``named_parameters`` finds ``named_parameters()``), so the term
+    is one that starts a token of its page's body. PREFERRED_SEARCH when its page has
+    it; otherwise the longest plain word (then the first alphabetically) that no other
+    page and no title has.
+    """
+    separator = re.compile(index["config"]["separator"])
+    tokens: dict[str, set[str]] = {}
+    titles = set()
+    for doc in index["docs"]:
+        page = doc["location"].split("#")[0]
+        words = {word.lower() for word in separator.split(_text_of(doc["text"])) if word}
+        tokens.setdefault(page, set()).update(words)
+        titles.update(word.lower() for word in separator.split(_text_of(doc["title"])))
+
+    def on(page: str, term: str) -> bool:
+        return any(token.startswith(term) for token in tokens.get(page, ()))
+
+    term, page = PREFERRED_SEARCH
+    if on(page, term):
+        return term, page
+    candidates = []
+    for page, words in tokens.items():
+        for word in words - titles - LUNR_STOP_WORDS:
+            if re.fullmatch(r"[a-z][a-z_]{5,}", word) and not any(
+                on(other, word) for other in tokens if other != page
+            ):
+                candidates.append((-len(word), word, page))
+    assert candidates, "no word in the search index that a single page's body has"
+    _, term, page = min(candidates)
+    return term, page
+
+
+def test_search_term_prefers_the_parameters_page():
+    index = {
+        "config": {"separator": r"[\s\-]+"},
+        "docs": [
+            {"location": "", "title": "Home", "text": "<p>Some <em>unusual</em> words</p>"},
+            {"location": "all-parameters/#list", "title": "All", "text": "named_parameters()"},
+        ],
+    }
+    assert search_term(index) == ("named_parameters", "all-parameters/")
+    index["docs"][1]["text"] = "net.named_parameters() and other words"
+    assert search_term(index) == ("unusual", "")
+
+
+def test_search_finds_a_term_from_a_page_body(browser, pages, built_site, site_url):
+    index = json.loads((built_site / "search" / "search_index.json").read_text())
+    term, expected = search_term(index)
+    expected_path = urlsplit(site_url + expected).path
+    context = new_context(browser)
+    page = context.new_page()
+    try:
+        page.goto(pages[0].url)
+        search = page.locator("input.md-search__input")
+        search.click()
+        search.press_sequentially(term)
+        results = page.locator(".md-search-result__item a")
+        try:
+            # Results come from a worker that loads the index first: wait for them.
+            page.wait_for_function(
+                """([selector, path]) => [...document.querySelectorAll(selector)]
+                    .some(a => new URL(a.href).pathname === path)""",
+                arg=[".md-search-result__item a", expected_path],
+            )
+        except PlaywrightTimeoutError:
+            listed = [a.get_attribute("href") for a in results.all()]
+            pytest.fail(f"search for {term!r} lists nothing on {expected_path}: {listed}")
+        hrefs = [a.get_attribute("href") for a in results.all()]
+        first = next(i for i, h in enumerate(hrefs) if urlsplit(h).path == expected_path)
+        results.nth(first).click()
+        page.wait_for_url(lambda url: urlsplit(url).path == expected_path)
+        assert term in page.locator("article").inner_text().lower()
+    finally:
+        context.close()
+
+
+def first_code_block(built_site: Path, pages: list[SitePage]) -> tuple[SitePage, int, str]:
+    """The first page with a code block: the page, the block's index on it, its text."""
+    for site_page in pages:
+        file = built_site / site_page.path
+        file = file / "index.html" if file.is_dir() else file
+        soup = BeautifulSoup(file.read_text(), "html.parser")
+        for number, code in enumerate(soup.select("pre > code")):
+            if code.get_text().strip():
+                return site_page, number, code.get_text()
+    pytest.fail("no page of the site has a code block")
+
+
+def test_copy_button_copies_the_code_block(browser, pages, built_site):
+    site_page, number, expected = first_code_block(built_site, pages)
+    context = new_context(browser, permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    placeholder = "(nothing copied yet)"
+    try:
+        page.goto(site_page.url)
+        page.evaluate("text => navigator.clipboard.writeText(text)", placeholder)
+        block = page.locator("pre:has(> code)").nth(number)
+        block.hover()  # the button shows on hover, as a reader's mouse would make it
+        block.locator("button[data-clipboard-target]").click()
+        page.wait_for_function(
+            "async text => (await navigator.clipboard.readText()) !== text", arg=placeholder
+        )
+        copied = page.evaluate("navigator.clipboard.readText()")
+    finally:
+        context.close()
+    assert copied.rstrip("\n") == expected.rstrip("\n"), f"copied from {site_page.url}"
+
+
+def test_palette_toggle_switches_and_is_remembered(browser, pages):
+    other = pages[-1] if len(pages) > 1 else pages[0]
+    context = new_context(browser)
+    page = context.new_page()
+    try:
+        page.goto(pages[0].url)
+        assert scheme(page) == SCHEMES["light"], "a light system theme should start light"
+        page.get_by_title("Switch to dark mode").click()
+        assert scheme(page) == SCHEMES["dark"]
+        page.goto(other.url)
+        assert scheme(page) == SCHEMES["dark"], f"{other.path} forgot the dark palette"
+        page.get_by_title("Switch to light mode").click()
+        assert scheme(page) == SCHEMES["light"]
+        page.goto(pages[0].url)
+        assert scheme(page) == SCHEMES["light"], "the home page forgot the light palette"
+    finally:
+        context.close()
+
+
+def test_tab_reaches_the_search_and_the_nav(browser, pages):
+    context = new_context(browser)
+    page = context.new_page()
+    reached = {"search": False, "nav": False}
+    try:
+        page.goto(pages[0].url)
+        for _ in range(MAX_TABS):
+            page.keyboard.press("Tab")
+            focus = page.evaluate(
+                """() => ({
+                    search: document.activeElement.matches("input.md-search__input"),
+                    nav: document.activeElement.matches(".md-nav--primary a[href]"),
+                })"""
+            )
+            reached = {key: reached[key] or focus[key] for key in reached}
+            if all(reached.values()):
+                break
+    finally:
+        context.close()
+    assert reached == {"search": True, "nav": True}, f"Tab never focused: {reached}"
