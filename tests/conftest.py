@@ -7,6 +7,7 @@ mkdocs.yml), so absolute links such as those in 404.html resolve as they do onli
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -83,25 +85,61 @@ def built_site(build_site, tmp_path_factory) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1 from a thread; yields ``http://127.0.0.1:PORT``."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="session")
+def serve() -> Callable[[Path], contextlib.AbstractContextManager[str]]:
+    """``with serve(folder) as origin:`` serves a folder on 127.0.0.1 for a while."""
+    return serve_directory
 
 
 @pytest.fixture(scope="session")
 def site_url(built_site) -> Iterator[str]:
     """The built site served on 127.0.0.1, as ``http://127.0.0.1:PORT/<prefix>/``."""
-    handler = functools.partial(_QuietHandler, directory=str(built_site.parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
     prefix = f"{site_prefix()}/" if site_prefix() else ""
-    try:
-        yield f"http://127.0.0.1:{port}/{prefix}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_directory(built_site.parent) as origin:
+        yield f"{origin}/{prefix}"
+
+
+@dataclass(frozen=True)
+class SitePage:
+    """One HTML page of the built site."""
+
+    path: str  # relative to the site's root, as a link has it: "", "all-parameters/", "404.html"
+    url: str  # where site_url serves it
+
+    @property
+    def name(self) -> str:
+        return self.path or "(home)"
+
+
+@pytest.fixture(scope="session")
+def site_pages(built_site: Path, site_url: str) -> list[SitePage]:
+    """Every HTML page of the built site (a new page is found, not listed), home first."""
+    found = []
+    for file in sorted(built_site.rglob("*.html")):
+        path = file.relative_to(built_site).as_posix().removesuffix("index.html")
+        found.append(SitePage(path, site_url + path))
+    found.sort(key=lambda page: page.path != "")
+    assert found and found[0].path == "", f"no home page in {built_site}"
+    return found
 
 
 @pytest.fixture(scope="session")

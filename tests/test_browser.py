@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,25 +44,6 @@ LUNR_STOP_WORDS = {
 MAX_TABS = 80
 
 
-@dataclass(frozen=True)
-class SitePage:
-    path: str  # relative to the site's root, as in a link: "", "all-parameters/", "404.html"
-    url: str
-
-
-@pytest.fixture(scope="module")
-def pages(built_site: Path, site_url: str) -> list[SitePage]:
-    """Every HTML page of the built site, the home page first."""
-    found = []
-    for file in sorted(built_site.rglob("*.html")):
-        path = file.relative_to(built_site).as_posix()
-        path = path.removesuffix("index.html")
-        found.append(SitePage(path, site_url + path))
-    found.sort(key=lambda page: page.path != "")
-    assert found and found[0].path == "", f"no home page in {built_site}"
-    return found
-
-
 def new_context(browser, **options) -> BrowserContext:
     """A fresh profile (no stored palette), light system theme, desktop size."""
     options = {"viewport": {"width": 1280, "height": 800}, "color_scheme": "light", **options}
@@ -93,16 +73,16 @@ def wait_for_transitions(page: Page) -> None:
     page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running')")
 
 
-def test_pages_include_every_page_in_the_sitemap(pages, built_site):
+def test_every_page_in_the_sitemap_is_visited(site_pages, built_site):
     locs = re.findall(r"<loc>([^<]+)</loc>", (built_site / "sitemap.xml").read_text())
     assert locs, "sitemap.xml lists no page"
-    tested = {page.path for page in pages}
+    tested = {page.path for page in site_pages}
     prefix = min(locs, key=len)  # the home page's URL is a prefix of every other
     missing = [loc for loc in locs if loc.removeprefix(prefix) not in tested]
     assert not missing, f"pages in sitemap.xml that the browser tests would not visit: {missing}"
 
 
-def test_every_page_loads_without_errors_or_other_hosts(browser, pages, site_url):
+def test_every_page_loads_without_errors_or_other_hosts(browser, site_pages, site_url):
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(site_url))
     context = new_context(browser)
     # Nothing leaves this machine, even while the test is about to fail.
@@ -116,8 +96,8 @@ def test_every_page_loads_without_errors_or_other_hosts(browser, pages, site_url
     page.on("pageerror", lambda error: errors.append((current[0], str(error))))
     statuses = []
     try:
-        for site_page in pages:
-            current[0] = site_page.path or "(home)"
+        for site_page in site_pages:
+            current[0] = site_page.name
             response = page.goto(site_page.url, wait_until="networkidle")
             statuses.append((current[0], response.status if response else None))
     finally:
@@ -130,7 +110,7 @@ def test_every_page_loads_without_errors_or_other_hosts(browser, pages, site_url
 
 
 @pytest.mark.parametrize("palette", ["light", "dark"])
-def test_every_page_passes_axe(browser, pages, palette):
+def test_every_page_passes_axe(browser, site_pages, palette):
     wanted = SCHEMES[palette]
     context = new_context(browser)
     page = context.new_page()
@@ -138,17 +118,17 @@ def test_every_page_passes_axe(browser, pages, palette):
     options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
     problems = []
     try:
-        page.goto(pages[0].url)
+        page.goto(site_pages[0].url)
         switch_palette(page, wanted)  # once: the theme remembers it for the next pages
-        for site_page in pages:
+        for site_page in site_pages:
             page.goto(site_page.url)
-            assert scheme(page) == wanted, f"{site_page.path or '(home)'} forgot the palette"
+            assert scheme(page) == wanted, f"{site_page.name} forgot the palette"
             wait_for_transitions(page)
             for violation in axe.run(page, options=options).response["violations"]:
                 targets = [node["target"] for node in violation["nodes"]]
                 summary = violation["nodes"][0].get("failureSummary", "").replace("\n", " ")
                 problems.append(
-                    f"{site_page.path or '(home)'}: {violation['id']} ({violation['impact']}) "
+                    f"{site_page.name}: {violation['id']} ({violation['impact']}) "
                     f"on {targets}: {summary}"
                 )
     finally:
@@ -209,14 +189,14 @@ def test_search_term_prefers_the_parameters_page():
     assert search_term(index) == ("unusual", "")
 
 
-def test_search_finds_a_term_from_a_page_body(browser, pages, built_site, site_url):
+def test_search_finds_a_term_from_a_page_body(browser, site_pages, built_site, site_url):
     index = json.loads((built_site / "search" / "search_index.json").read_text())
     term, expected = search_term(index)
     expected_path = urlsplit(site_url + expected).path
     context = new_context(browser)
     page = context.new_page()
     try:
-        page.goto(pages[0].url)
+        page.goto(site_pages[0].url)
         search = page.locator("input.md-search__input")
         search.click()
         search.press_sequentially(term)
@@ -240,9 +220,9 @@ def test_search_finds_a_term_from_a_page_body(browser, pages, built_site, site_u
         context.close()
 
 
-def first_code_block(built_site: Path, pages: list[SitePage]) -> tuple[SitePage, int, str]:
+def first_code_block(built_site: Path, site_pages: list) -> tuple:
     """The first page with a code block: the page, the block's index on it, its text."""
-    for site_page in pages:
+    for site_page in site_pages:
         file = built_site / site_page.path
         file = file / "index.html" if file.is_dir() else file
         soup = BeautifulSoup(file.read_text(), "html.parser")
@@ -252,8 +232,8 @@ def first_code_block(built_site: Path, pages: list[SitePage]) -> tuple[SitePage,
     pytest.fail("no page of the site has a code block")
 
 
-def test_copy_button_copies_the_code_block(browser, pages, built_site):
-    site_page, number, expected = first_code_block(built_site, pages)
+def test_copy_button_copies_the_code_block(browser, site_pages, built_site):
+    site_page, number, expected = first_code_block(built_site, site_pages)
     context = new_context(browser, permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     placeholder = "(nothing copied yet)"
@@ -272,12 +252,12 @@ def test_copy_button_copies_the_code_block(browser, pages, built_site):
     assert copied.rstrip("\n") == expected.rstrip("\n"), f"copied from {site_page.url}"
 
 
-def test_palette_toggle_switches_and_is_remembered(browser, pages):
-    other = pages[-1] if len(pages) > 1 else pages[0]
+def test_palette_toggle_switches_and_is_remembered(browser, site_pages):
+    other = site_pages[-1] if len(site_pages) > 1 else site_pages[0]
     context = new_context(browser)
     page = context.new_page()
     try:
-        page.goto(pages[0].url)
+        page.goto(site_pages[0].url)
         assert scheme(page) == SCHEMES["light"], "a light system theme should start light"
         page.get_by_title("Switch to dark mode").click()
         assert scheme(page) == SCHEMES["dark"]
@@ -285,18 +265,18 @@ def test_palette_toggle_switches_and_is_remembered(browser, pages):
         assert scheme(page) == SCHEMES["dark"], f"{other.path} forgot the dark palette"
         page.get_by_title("Switch to light mode").click()
         assert scheme(page) == SCHEMES["light"]
-        page.goto(pages[0].url)
+        page.goto(site_pages[0].url)
         assert scheme(page) == SCHEMES["light"], "the home page forgot the light palette"
     finally:
         context.close()
 
 
-def test_tab_reaches_the_search_and_the_nav(browser, pages):
+def test_tab_reaches_the_search_and_the_nav(browser, site_pages):
     context = new_context(browser)
     page = context.new_page()
     reached = {"search": False, "nav": False}
     try:
-        page.goto(pages[0].url)
+        page.goto(site_pages[0].url)
         for _ in range(MAX_TABS):
             page.keyboard.press("Tab")
             focus = page.evaluate(

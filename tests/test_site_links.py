@@ -1,0 +1,128 @@
+"""The built site as files: no broken internal link or anchor, and the same bytes every build.
+
+Links are checked by LinkChecker over HTTP from the built site served on 127.0.0.1, as
+GitHub Pages would serve it (a link to a folder is its index.html, ``/learnable-parameters/``
+is the site's root). Every URL that is not on that local server (other sites, mailto:) is
+ignored, so only its syntax is checked: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from bs4 import BeautifulSoup
+
+pytestmark = pytest.mark.site
+
+LINKCHECKER = Path(sys.executable).with_name("linkchecker")
+# AnchorCheck is a plugin, on only when its section is in the configuration file.
+LINKCHECKER_CONFIG = "[AnchorCheck]\n"
+
+
+def check_links(start_urls: list[str], origin: str, tmp_path: Path) -> list[dict[str, str]]:
+    """Run LinkChecker from ``start_urls``; return one row per broken link or warning."""
+    config = tmp_path / "linkcheckerrc"
+    config.write_text(LINKCHECKER_CONFIG)
+    # No proxy for 127.0.0.1, and no user config that could switch external checks on.
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [
+            str(LINKCHECKER),
+            "--config",
+            str(config),
+            "--no-status",
+            "--no-robots",
+            "--output",
+            "csv/utf-8",
+            f"--ignore-url=^(?!{re.escape(origin)}/)",
+            *start_urls,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a guard against a hang, not a measurement
+    )
+    assert result.returncode in (0, 1), f"LinkChecker failed to run:\n{result.stderr}"
+    lines = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines)), delimiter=";"))
+    problems = [row for row in rows if row["valid"] != "True" or row["warningstring"]]
+    # Exit code 1 means "errors found": then there must be a row that says which.
+    assert result.returncode == 0 or problems, f"exit 1 with no problem row:\n{result.stdout}"
+    return problems
+
+
+def same_page_anchor_problems(site: Path) -> list[str]:
+    """Links to ``#anchor`` on their own page whose anchor no element of that page has.
+
+    LinkChecker never follows a link that is only a fragment (it would be its own page,
+    already checked), so this looks for them in each HTML file.
+    """
+    problems = []
+    for file in sorted(site.rglob("*.html")):
+        soup = BeautifulSoup(file.read_text(encoding="utf-8"), "html.parser")
+        anchors = {tag["id"] for tag in soup.find_all(id=True)}
+        anchors |= {tag["name"] for tag in soup.find_all("a", attrs={"name": True})}
+        for link in soup.find_all("a", href=re.compile(r"^#.")):
+            if unquote(link["href"][1:]) not in anchors:
+                problems.append(f"{file.relative_to(site)}: {link['href']}")
+    return problems
+
+
+def describe(rows: list[dict[str, str]]) -> str:
+    return "\n".join(
+        f"{row['parentname']}:{row['line']}: {row['urlname']}: "
+        f"{row['result']} {row['warningstring']}".strip()
+        for row in rows
+    )
+
+
+def test_no_broken_internal_link_or_anchor(built_site, site_url, site_pages, tmp_path):
+    origin = re.match(r"https?://[^/]+", site_url).group(0)
+    # Every page is a start, so a page nothing links to (404.html) is checked too.
+    problems = describe(check_links([page.url for page in site_pages], origin, tmp_path))
+    within = "\n".join(same_page_anchor_problems(built_site))
+    assert not (problems or within), f"broken links in the built site:\n{problems}\n{within}"
+
+
+def test_link_checks_report_a_broken_link_and_broken_anchors(serve, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(
+        '<!doctype html><html lang="en"><head><title>Home</title></head><body>'
+        '<p id="top"><a href="missing.html">gone</a> <a href="page.html#nowhere">bad</a> '
+        '<a href="page.html#there">good</a> <a href="#top">self</a> <a href="#bottom">not here</a> '
+        '<a href="https://example.com/">elsewhere</a> <a href="mailto:a@example.com">mail</a>'
+        "</p></body></html>"
+    )
+    (site / "page.html").write_text(
+        '<!doctype html><html lang="en"><head><title>Page</title></head>'
+        '<body><h1 id="there">There</h1></body></html>'
+    )
+    with serve(site) as origin:
+        problems = check_links([f"{origin}/index.html"], origin, tmp_path)
+    assert sorted(row["urlname"] for row in problems) == ["missing.html", "page.html#nowhere"]
+    assert same_page_anchor_problems(site) == ["index.html: #bottom"]
+
+
+def test_two_builds_are_byte_identical(build_site, built_site, tmp_path):
+    # built_site is the session's build; build once more, with the same SOURCE_DATE_EPOCH.
+    again = build_site(tmp_path)
+    first = {p.relative_to(built_site): p for p in built_site.rglob("*") if p.is_file()}
+    second = {p.relative_to(again): p for p in again.rglob("*") if p.is_file()}
+    assert sorted(first) == sorted(second), {
+        "only in the first build": sorted(map(str, first.keys() - second.keys())),
+        "only in the second": sorted(map(str, second.keys() - first.keys())),
+    }
+    differ = sorted(
+        str(path) for path in first if first[path].read_bytes() != second[path].read_bytes()
+    )
+    assert not differ, f"files that differ between two builds: {differ}"
