@@ -202,10 +202,14 @@ def test_search_finds_a_term_from_a_page_body(browser, site_pages, built_site, s
         search.press_sequentially(term)
         results = page.locator(".md-search-result__item a")
         try:
-            # Results come from a worker that loads the index first: wait for them.
+            # Results come from a worker that loads the index first: wait for them, and
+            # scroll them as a reader would (the theme renders ten pages at a time).
             page.wait_for_function(
-                """([selector, path]) => [...document.querySelectorAll(selector)]
-                    .some(a => new URL(a.href).pathname === path)""",
+                """([selector, path]) => {
+                    document.querySelector(".md-search__scrollwrap")?.scrollTo(0, 1e9);
+                    return [...document.querySelectorAll(selector)]
+                        .some(a => new URL(a.href).pathname === path);
+                }""",
                 arg=[".md-search-result__item a", expected_path],
             )
         except PlaywrightTimeoutError:
