@@ -28,7 +28,9 @@ markdown_extensions:
 """
 
 
-def build(tmp_path: Path, pages: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:
+def build(
+    tmp_path: Path, pages: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess:
     """Write ``pages`` under docs/ and run a strict ``mkdocs build``."""
     (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout))
     docs = tmp_path / "docs"

@@ -19,7 +19,9 @@ PAGE = PageExport(
     title="Shapes",
     parts=[
         "# Shapes\n\nSome prose.",
-        ExecutedBlock("pycon", ">>> x = [1, 2]\n>>> len(x)\n>>> for i in x:\n...     print(i)\n..."),
+        ExecutedBlock(
+            "pycon", ">>> x = [1, 2]\n>>> len(x)\n>>> for i in x:\n...     print(i)\n..."
+        ),
         "More prose.",
         ExecutedBlock("pycon", ">>> y = 3\n>>> x[5]", raises="IndexError", raised=[1]),
         ExecutedBlock("python", "print('done', y)"),
@@ -41,8 +43,22 @@ def test_notebook_is_valid_and_deterministic():
     notebook = nbformat.reads(text, as_version=4)
     nbformat.validate(notebook)
     kinds = [cell.cell_type for cell in notebook.cells]
-    assert kinds == ["markdown", "markdown", "code", "code", "code", "markdown", "code", "code", "code"]
-    tagged = [cell.source for cell in notebook.cells if "raises-exception" in cell.metadata.get("tags", [])]
+    assert kinds == [
+        "markdown",
+        "markdown",
+        "code",
+        "code",
+        "code",
+        "markdown",
+        "code",
+        "code",
+        "code",
+    ]
+    tagged = [
+        cell.source
+        for cell in notebook.cells
+        if "raises-exception" in cell.metadata.get("tags", [])
+    ]
     assert tagged == ["x[5]"]
 
 
@@ -52,7 +68,9 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel():
     notebook = nbformat.reads(to_notebook(PAGE, "stamp"), as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    texts = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    texts = "".join(
+        o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+    )
     assert "2" in texts and "done 3" in texts
     assert any(o.get("ename") == "IndexError" for o in outputs)
 
@@ -60,7 +78,9 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel():
 def test_script_runs_and_prints_what_the_page_shows(tmp_path):
     script = tmp_path / "shapes.py"
     script.write_text(to_script(PAGE, "stamp"))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2\n1\n2\nTraceback (most recent call last):")
     assert "IndexError: list index out of range" in result.stdout

@@ -10,7 +10,7 @@ def test_digits_come_as_network_inputs():
     digits = load_digits_28()
     images, labels = digits.train.tensors
     assert images.shape[1:] == (1, 28, 28)
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
     assert set(labels.tolist()) == set(range(10))
     assert len(digits.train) + len(digits.test) == 1797
 

@@ -67,7 +67,9 @@ def expand_snippets(text: str, base_paths: list[Path]) -> str:
         if found is None:
             lines.append(line)
         else:
-            lines.extend(match.group("indent") + part if part else part for part in found.split("\n"))
+            lines.extend(
+                match.group("indent") + part if part else part for part in found.split("\n")
+            )
     return "\n".join(lines)
 
 
@@ -176,7 +178,9 @@ def to_script(page: PageExport, stamp: str) -> str:
                 out.append("\n".join(f"# {line}".rstrip() for line in text.split("\n")))
             continue
         statements = [
-            _script_statement(code, part.raises if index in part.raised else None, part.kind == "pycon")
+            _script_statement(
+                code, part.raises if index in part.raised else None, part.kind == "pycon"
+            )
             for index, code in enumerate(_cells_of(part))
         ]
         out.append("\n".join(statements))

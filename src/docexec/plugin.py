@@ -76,7 +76,11 @@ def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int
     for index, line in enumerate(lines):
         match = _FENCE.match(line)
         if open_fence is not None:
-            if match and match.group("fence").startswith(open_fence) and not match.group("info").strip():
+            if (
+                match
+                and match.group("fence").startswith(open_fence)
+                and not match.group("info").strip()
+            ):
                 open_fence = None
                 if opened_at is not None:
                     spans.append((opened_at, index, first_line + opened_at))
@@ -87,7 +91,11 @@ def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int
         open_fence = match.group("fence")
         info = match.group("info")
         lang = _LANG.match(info)
-        if not lang or lang.group("lang") not in ("python", "py", "pycon") or not _EXEC_ON.search(info):
+        if (
+            not lang
+            or lang.group("lang") not in ("python", "py", "pycon")
+            or not _EXEC_ON.search(info)
+        ):
             continue
         opened_at = index
         tag = f'{LINE_KEY}="{first_line + index}"'
@@ -140,10 +148,7 @@ def build_stamp(root: Path) -> str:
         torch_version = metadata.version("torch").split("+")[0]
     except metadata.PackageNotFoundError:  # pragma: no cover - torch is a dependency
         torch_version = "not installed"
-    return (
-        f"Python {platform.python_version()}, torch {torch_version}, "
-        f"commit {git_commit(root)}"
-    )
+    return f"Python {platform.python_version()}, torch {torch_version}, commit {git_commit(root)}"
 
 
 class DocExecPlugin(BasePlugin[DocExecConfig]):
@@ -223,8 +228,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close()
         for path, (_stem, export) in sorted(self.exports.items()):
             stamp = f"Generated from the page of the same name; its outputs were built with {self.stamp}."
-            write_file(to_notebook(export, stamp).encode(), os.path.join(config.site_dir, path + ".ipynb"))
-            write_file(to_script(export, stamp).encode(), os.path.join(config.site_dir, path + ".py"))
+            write_file(
+                to_notebook(export, stamp).encode(), os.path.join(config.site_dir, path + ".ipynb")
+            )
+            write_file(
+                to_script(export, stamp).encode(), os.path.join(config.site_dir, path + ".py")
+            )
         self.exports = {}
 
     def on_build_error(self, *, error):

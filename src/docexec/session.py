@@ -16,10 +16,10 @@ import re
 import sys
 import sysconfig
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Callable
 
 PS1 = ">>> "
 PS2 = "... "
@@ -84,7 +84,9 @@ class PathScrubber:
         prefixes: dict[str, str] = {}
         for key in ("purelib", "platlib"):
             prefixes[sysconfig.get_paths()[key]] = "site-packages"
-        prefixes[sysconfig.get_paths()["stdlib"]] = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        prefixes[sysconfig.get_paths()["stdlib"]] = (
+            f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        )
         prefixes[str(root)] = "."
         # Longest first: site-packages lives inside the repository's .venv.
         self._prefixes = sorted(prefixes.items(), key=lambda item: -len(item[0]))

@@ -10,6 +10,7 @@ build) and reads the same whatever order pages are built in.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -242,10 +243,8 @@ class PageWorker:
     def close(self, kill: bool = False) -> None:
         """End the process; politely unless ``kill``."""
         if self._process.is_alive() and not kill:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             self._process.join(GRACE)
         if self._process.is_alive():
             self._process.kill()

@@ -37,7 +37,7 @@ def _svg(width: float, height: float, ident: str, title: str, desc: str, body: l
 
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
-    r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b))
+    r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
     return f"#{r:02x}{g:02x}{bl:02x}"
 
 
@@ -134,8 +134,7 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
             f"{escape(layer)}</text>"
         )
         body.append(
-            f'<rect x="{label_w}" y="{y}" width="{w_len:.2f}" height="20" '
-            f'fill="rgb{POSITIVE}"/>'
+            f'<rect x="{label_w}" y="{y}" width="{w_len:.2f}" height="20" fill="rgb{POSITIVE}"/>'
         )
         body.append(
             f'<rect x="{label_w + w_len:.2f}" y="{y}" width="{b_len:.2f}" height="20" '
@@ -147,9 +146,13 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
         )
         lines.append(f"{layer}: {weights:,} weights and {biases:,} biases, {share:.1%} of all")
     legend_y = height - 12
-    body.append(f'<rect x="{label_w}" y="{legend_y - 10}" width="12" height="12" fill="rgb{POSITIVE}"/>')
+    body.append(
+        f'<rect x="{label_w}" y="{legend_y - 10}" width="12" height="12" fill="rgb{POSITIVE}"/>'
+    )
     body.append(f'<text x="{label_w + 18}" y="{legend_y}" fill="currentColor">weights</text>')
-    body.append(f'<rect x="{label_w + 90}" y="{legend_y - 10}" width="12" height="12" fill="rgb{NEGATIVE}"/>')
+    body.append(
+        f'<rect x="{label_w + 90}" y="{legend_y - 10}" width="12" height="12" fill="rgb{NEGATIVE}"/>'
+    )
     body.append(f'<text x="{label_w + 108}" y="{legend_y}" fill="currentColor">biases</text>')
     title = f"Where the {total:,} learnable parameters are"
     desc = "Bar lengths are proportional to parameter counts. " + "; ".join(lines) + "."
@@ -171,9 +174,9 @@ def shape_trace_svg(input_shape: Sequence[int], steps: Sequence[TraceStep], *, i
     row_h, width = 34, 460
     height = row_h * len(rows) + 4
     body = [
-        '<defs><marker id="%s-arrow" viewBox="0 0 10 10" refX="5" refY="5" markerWidth="6" '
-        'markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
-        'fill="currentColor"/></marker></defs>' % ident
+        f'<defs><marker id="{ident}-arrow" viewBox="0 0 10 10" refX="5" refY="5" '
+        'markerWidth="6" markerHeight="6" orient="auto-start-reverse">'
+        '<path d="M 0 0 L 10 5 L 0 10 z" fill="currentColor"/></marker></defs>'
     ]
     for i, (name, op, shape) in enumerate(rows):
         y = 2 + i * row_h
@@ -197,9 +200,11 @@ def shape_trace_svg(input_shape: Sequence[int], steps: Sequence[TraceStep], *, i
                 f'<line x1="{width / 2:g}" y1="{y + row_h - 10}" x2="{width / 2:g}" '
                 f'y2="{y + row_h - 1}" stroke="currentColor" marker-end="url(#{ident}-arrow)"/>'
             )
-    desc = "The forward pass, top to bottom: " + "; ".join(
-        f"{name} gives {tuple(shape)}" for name, _op, shape in rows
-    ) + ". Solid boxes have learnable parameters; dashed ones do not."
+    desc = (
+        "The forward pass, top to bottom: "
+        + "; ".join(f"{name} gives {tuple(shape)}" for name, _op, shape in rows)
+        + ". Solid boxes have learnable parameters; dashed ones do not."
+    )
     return _svg(width, height, ident, "The shape after every step of the forward pass", desc, body)
 
 
@@ -242,7 +247,9 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
                 f'<line x1="{x(step):.1f}" y1="{top}" x2="{x(step):.1f}" y2="{top + plot_h}" '
                 'stroke="currentColor" stroke-opacity="0.35" stroke-dasharray="3 3"/>'
             )
-    body.append(f'<polyline points="{points}" fill="none" stroke="rgb{POSITIVE}" stroke-width="2"/>')
+    body.append(
+        f'<polyline points="{points}" fill="none" stroke="rgb{POSITIVE}" stroke-width="2"/>'
+    )
     body.append(
         f'<text x="{left + plot_w / 2:g}" y="{height - 8}" text-anchor="middle" '
         f'fill="currentColor">step (dashed lines: epochs)</text>'

@@ -47,7 +47,9 @@ def load_digits_28(test_fraction: float = 0.2, seed: int = 0) -> Digits:
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     cut = int(len(labels) * (1 - test_fraction))
     train, test = order[:cut], order[cut:]
-    return Digits(TensorDataset(images[train], labels[train]), TensorDataset(images[test], labels[test]))
+    return Digits(
+        TensorDataset(images[train], labels[train]), TensorDataset(images[test], labels[test])
+    )
 
 
 def train(
