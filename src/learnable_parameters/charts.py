@@ -263,3 +263,115 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
         f"its lowest is {min(losses):.3f}, and the last step's is {losses[-1]:.3f}."
     )
     return _svg(width, height, ident, "Training loss, step by step", desc, body)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+ROW_COLOURS = [(214, 96, 77), (33, 102, 172), (27, 120, 55), (118, 42, 131)]
+
+
+def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str:
+    """Draw ``weight @ vector = result``, each output tied to its row of the matrix.
+
+    Each row of the matrix and the output entry it produces share a colour, and the
+    row's dot product with the vector is written out beside the result.
+
+    Args:
+        weight: A matrix of shape ``(m, n)``; up to four rows are coloured apart.
+        vector: A vector of length ``n``.
+        ident: A prefix for the SVG's element ids, unique on the page.
+
+    Returns:
+        The SVG.
+    """
+    result = weight @ vector
+    rows, cols = weight.shape
+    cell, gap = 30, 24
+    top = 10
+    height = top + max(rows, cols) * cell + 10
+    x_matrix = 10
+    x_vector = x_matrix + cols * cell + gap + 10
+    x_equals = x_vector + cell + 14
+    x_result = x_equals + gap
+    x_sums = x_result + 2 * cell + 10
+    width = x_sums + 330
+
+    def bracket(x: float, n: int, w: float) -> list[str]:
+        y0, y1 = top, top + n * cell
+        return [
+            f'<path d="M {x + 6} {y0} H {x} V {y1} H {x + 6}" fill="none" stroke="currentColor"/>',
+            f'<path d="M {x + w - 6} {y0} H {x + w} V {y1} H {x + w - 6}" fill="none" '
+            'stroke="currentColor"/>',
+        ]
+
+    def text(x: float, y: float, value: str, colour: str = "currentColor", anchor: str = "middle") -> str:
+        return (
+            f'<text x="{x:g}" y="{y:g}" text-anchor="{anchor}" fill="{colour}" '
+            f'font-family="monospace" font-size="14">{escape(value)}</text>'
+        )
+
+    body = [*bracket(x_matrix - 4, rows, cols * cell + 8)]
+    sums = []
+    for r in range(rows):
+        colour = "rgb{}".format(ROW_COLOURS[r % len(ROW_COLOURS)])
+        y = top + r * cell + 20
+        body.append(
+            f'<rect x="{x_matrix - 2}" y="{top + r * cell + 3}" width="{cols * cell + 4}" '
+            f'height="{cell - 6}" rx="4" fill="none" stroke="{colour}" stroke-width="2"/>'
+        )
+        for c in range(cols):
+            body.append(text(x_matrix + c * cell + cell / 2, y, _number(float(weight[r, c]))))
+        body.append(
+            f'<rect x="{x_result - 2}" y="{top + r * cell + 3}" width="{2 * cell - 8}" '
+            f'height="{cell - 6}" rx="4" fill="none" stroke="{colour}" stroke-width="2"/>'
+        )
+        body.append(text(x_result + cell - 6, y, _number(float(result[r]))))
+        terms = " + ".join(
+            f"{_number(float(weight[r, c]))}·{_number(float(vector[c]))}" for c in range(cols)
+        )
+        sums.append(f"{terms} = {_number(float(result[r]))}")
+        body.append(text(x_sums, y, sums[-1], colour="currentColor", anchor="start"))
+        body.append(
+            f'<line x1="{x_result + 2 * cell - 6}" y1="{y - 5}" x2="{x_sums - 4}" y2="{y - 5}" '
+            f'stroke="{colour}" stroke-width="2"/>'
+        )
+    body += bracket(x_vector - 4, cols, cell + 8)
+    for c in range(cols):
+        body.append(text(x_vector + cell / 2, top + c * cell + 20, _number(float(vector[c]))))
+    body.append(text(x_vector - gap / 2 - 2, top + rows * cell / 2 + 5, "×"))
+    body.append(text(x_equals, top + rows * cell / 2 + 5, "="))
+    body += bracket(x_result - 4, rows, 2 * cell)
+    desc = (
+        f"A {rows} by {cols} matrix times a vector of {cols} numbers gives a vector of "
+        f"{rows}: each output is the dot product of one row with the vector. "
+        + "; ".join(f"row {r + 1}: {s}" for r, s in enumerate(sums))
+        + "."
+    )
+    return _svg(width, height, ident, "Matrix times vector, row by row", desc, body)
+
+
+def dot_products_latex(weight: torch.Tensor, vector: torch.Tensor) -> list[str]:
+    """Write ``weight @ vector`` as LaTeX: each output as its sum of products.
+
+    Args:
+        weight: A matrix of shape ``(m, n)``.
+        vector: A vector of length ``n``.
+
+    Returns:
+        One LaTeX equation per output entry.
+    """
+    result = weight @ vector
+    lines = []
+    for r in range(weight.shape[0]):
+        products = [
+            f"({_number(float(weight[r, c]))} \\cdot {_number(float(vector[c]))})"
+            for c in range(weight.shape[1])
+        ]
+        values = [_number(float(weight[r, c] * vector[c])) for c in range(weight.shape[1])]
+        lines.append(
+            f"y_{{{r + 1}}} = {' + '.join(products)} = {' + '.join(values)} = "
+            f"{_number(float(result[r]))}"
+        )
+    return lines

@@ -1,0 +1,206 @@
+"""The real pages: nothing typed by hand, prose held to the code, downloads that run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from bs4 import BeautifulSoup
+
+from learnable_parameters import Network, count_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*\{?\s*\.?([\w-]*)(.*)$")
+OUTPUT_LANGUAGES = {"text", "output", "console", "pytb", "txt", "plain", ""}
+
+
+def fences(page: Path):
+    """Yield ``(line, language, info)`` for each top-level fence opening in ``page``."""
+    open_fence = None
+    for number, line in enumerate(page.read_text().split("\n"), start=1):
+        match = FENCE.match(line)
+        if open_fence:
+            if match and match.group(1).startswith(open_fence) and not match.group(2):
+                open_fence = None
+            continue
+        if match:
+            open_fence = match.group(1)
+            yield number, match.group(2), match.group(3)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_no_hand_typed_output_in_docs(page):
+    """Every pycon block runs; no text/console/bare block holds output typed by hand;
+    a python block that does not run shows a real file (a snippet)."""
+    problems = []
+    text = page.read_text().split("\n")
+    for line, language, info in fences(page):
+        where = f"docs/{page.relative_to(DOCS)}:{line}"
+        runs = re.search(r'exec="(on|1|yes|true)"', info)
+        if language == "pycon" and not runs:
+            problems.append(f"{where}: a pycon block that does not run")
+        elif language in OUTPUT_LANGUAGES:
+            problems.append(f"{where}: a {language or 'bare'} block, i.e. output typed by hand")
+        elif language in ("python", "py") and not runs and "--8<--" not in text[line]:
+            problems.append(f"{where}: python shown but not run, and not a snippet of a real file")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_page_is_checked():
+    assert DOCS / "index.md" in PAGES
+
+
+def page_text(site: Path, name: str) -> str:
+    html = site / (f"{name}/index.html" if name else "index.html")
+    return BeautifulSoup(html.read_text(), "html.parser").select_one("article").get_text()
+
+
+@pytest.mark.site
+def test_pages_that_run_code_offer_a_notebook_a_script_and_a_stamp(built_site):
+    pages = [p for p in built_site.rglob("index.html") if "docexec-provenance" in p.read_text()]
+    assert len(pages) >= 1
+    for page in pages:
+        html = page.read_text()
+        for link in re.findall(r'href="([^"]+\.(?:ipynb|py))" download', html):
+            assert (page.parent / link).is_file(), f"{page}: {link}"
+        assert "torch 2.13.0" in html
+        assert re.search(r"commit [0-9a-f]{12}|commit unknown", html)
+
+
+@pytest.mark.site
+def test_every_notebook_runs_top_to_bottom_in_a_fresh_kernel(built_site):
+    from nbclient import NotebookClient
+
+    notebooks = sorted(built_site.rglob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        client = NotebookClient(
+            notebook,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        client.execute()
+        errors = [
+            o
+            for c in notebook.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+            and "raises-exception" not in c.metadata.get("tags", [])
+        ]
+        assert not errors, f"{path.relative_to(built_site)}: {errors[0]}"
+
+
+@pytest.mark.site
+def test_home_page_states_the_real_parameter_count(built_site):
+    assert f"{count_parameters(Network()):,}" in page_text(built_site, "")
+
+
+def _network_facts():
+    network = Network()
+    layers = list(network.named_children())
+    params = list(network.named_parameters())
+    convs = [layer for _, layer in layers if isinstance(layer, torch.nn.Conv2d)]
+    linears = [layer for _, layer in layers if isinstance(layer, torch.nn.Linear)]
+    return network, layers, params, convs, linears
+
+
+def _facts():
+    """(page, phrase written in its prose, what the code says the phrase's number is)."""
+    import torch as _torch
+
+    network, layers, params, convs, linears = _network_facts()
+    digits_classes = 10
+    return [
+        (
+            "index.md",
+            "Two convolutional layers and three linear ones",
+            (len(convs), len(linears)) == (2, 3),
+        ),
+        ("index.md", "those ten tensors", len(params) == 10),
+        ("network.md", "Five layers, each an attribute", len(layers) == 5),
+        (
+            "network.md",
+            "`conv1` turns one input channel into six, `conv2` six\ninto twelve",
+            (network.conv1.in_channels, network.conv1.out_channels, network.conv2.out_channels)
+            == (1, 6, 12),
+        ),
+        ("network.md", "ten numbers, one per class", network.out.out_features == 10),
+        (
+            "weight-shapes.md",
+            "convolved with six 5×5 filters",
+            tuple(network.conv1.weight.shape[::2]) == (6, 5)
+            and network.conv1.kernel_size == (5, 5),
+        ),
+        (
+            "weight-shapes.md",
+            "each of its twelve filters is\nsix deep",
+            tuple(network.conv2.weight.shape[:2]) == (12, 6),
+        ),
+        (
+            "weight-shapes.md",
+            "Depth six, height and width five.",
+            tuple(network.conv2.weight[0].shape) == (6, 5, 5),
+        ),
+        ("all-parameters.md", "Ten tensors for five layers", (len(params), len(layers)) == (10, 5)),
+        (
+            "all-parameters.md",
+            "The first `list()` got the eight that were left",
+            len(params) - 2 == 8,
+        ),
+        (
+            "learning.md",
+            "small 8×8 grayscale scans of the digits 0 to 9",
+            _digits_shape() == ((8, 8), digits_classes),
+        ),
+        ("learning.md", "holds a fifth of them out", _held_out_fraction() == 0.2),
+        (
+            "learning.md",
+            "Here are `conv1`'s six 5×5 filters",
+            tuple(network.conv1.weight.shape) == (6, 1, 5, 5),
+        ),
+        (
+            "matrix-multiplication.md",
+            "a 3×4 weight matrix times a vector of 4 input features",
+            True,
+        ),
+        (
+            "bias.md",
+            "one number per output feature",
+            _torch.Size([network.fc1.out_features]) == network.fc1.bias.shape,
+        ),
+    ]
+
+
+def _digits_shape():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images.shape[1:], len(set(digits.target))
+
+
+def _held_out_fraction():
+    import inspect
+
+    from learnable_parameters.training import load_digits_28
+
+    return inspect.signature(load_digits_28).parameters["test_fraction"].default
+
+
+@pytest.mark.parametrize(
+    "page,phrase,holds",
+    _facts(),
+    ids=lambda v: v if isinstance(v, str) and v.endswith(".md") else "",
+)
+def test_prose_is_held_to_the_code(page, phrase, holds):
+    text = (DOCS / page).read_text()
+    assert phrase in text, f"docs/{page} no longer says {phrase!r}: update this test with the prose"
+    assert holds, f"docs/{page} says {phrase!r}, but the code says otherwise"
