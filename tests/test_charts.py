@@ -8,8 +8,10 @@ import torch
 
 from learnable_parameters import Network, count_parameters, parameters_per_layer, shape_trace
 from learnable_parameters.charts import (
+    dot_products_latex,
     filters_svg,
     loss_curve_svg,
+    matmul_svg,
     parameter_share_svg,
     shape_trace_svg,
     weight_colour,
@@ -78,3 +80,26 @@ def test_charts_are_the_same_bytes_every_time():
     first = parameter_share_svg(parameters_per_layer(network), ident="p")
     assert first == parameter_share_svg(parameters_per_layer(network), ident="p")
     assert not re.search(r"\d\.\d{5,}", first)  # no float noise in the markup
+
+
+def test_matmul_svg_ties_each_output_to_its_row():
+    weight = torch.tensor([[1.0, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6]])
+    vector = torch.tensor([1.0, 2, 3, 4])
+    root = parse(matmul_svg(weight, vector, ident="m"))
+    desc = root.find(f"{SVG}desc").text
+    for r, value in enumerate((weight @ vector).tolist()):
+        terms = " + ".join(
+            f"{a:g}·{b:g}" for a, b in zip(weight[r].tolist(), vector.tolist(), strict=True)
+        )
+        assert f"row {r + 1}: {terms} = {value:g}" in desc
+
+
+def test_dot_products_latex_has_one_true_equation_per_row():
+    weight = torch.tensor([[1.0, 2], [3, 4]])
+    vector = torch.tensor([5.0, 6])
+    lines = dot_products_latex(weight, vector)
+    assert lines == [
+        "y_{1} = (1 \\cdot 5) + (2 \\cdot 6) = 5 + 12 = 17",
+        "y_{2} = (3 \\cdot 5) + (4 \\cdot 6) = 15 + 24 = 39",
+    ]
+    assert [int(line.rsplit("= ", 1)[1]) for line in lines] == (weight @ vector).int().tolist()

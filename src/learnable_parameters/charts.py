@@ -306,7 +306,9 @@ def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str
             'stroke="currentColor"/>',
         ]
 
-    def text(x: float, y: float, value: str, colour: str = "currentColor", anchor: str = "middle") -> str:
+    def text(
+        x: float, y: float, value: str, colour: str = "currentColor", anchor: str = "middle"
+    ) -> str:
         return (
             f'<text x="{x:g}" y="{y:g}" text-anchor="{anchor}" fill="{colour}" '
             f'font-family="monospace" font-size="14">{escape(value)}</text>'
@@ -315,7 +317,7 @@ def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str
     body = [*bracket(x_matrix - 4, rows, cols * cell + 8)]
     sums = []
     for r in range(rows):
-        colour = "rgb{}".format(ROW_COLOURS[r % len(ROW_COLOURS)])
+        colour = f"rgb{ROW_COLOURS[r % len(ROW_COLOURS)]}"
         y = top + r * cell + 20
         body.append(
             f'<rect x="{x_matrix - 2}" y="{top + r * cell + 3}" width="{cols * cell + 4}" '
