@@ -47,5 +47,9 @@ lock: setup
 		| sed '1i # Exact versions of everything the build and the tests import. Regenerate with `make lock`.' \
 		> requirements.lock
 
+# Figures, not assertions: how long each page's examples take to run.
+benchmark: setup
+	$(BIN)/python benchmarks/page_times.py
+
 clean:
 	rm -rf site .site-build

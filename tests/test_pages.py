@@ -204,3 +204,71 @@ def test_prose_is_held_to_the_code(page, phrase, holds):
     text = (DOCS / page).read_text()
     assert phrase in text, f"docs/{page} no longer says {phrase!r}: update this test with the prose"
     assert holds, f"docs/{page} says {phrase!r}, but the code says otherwise"
+
+
+FIGURES = {
+    "": ["home-share"],
+    "network": ["trace"],
+    "weight-shapes": ["conv1-filters", "conv2-filter"],
+    "matrix-multiplication": ["matmul"],
+    "learning": ["filters-before", "loss-curve", "filters-both"],
+}
+
+
+def article(site: Path, name: str) -> BeautifulSoup:
+    html = site / (f"{name}/index.html" if name else "index.html")
+    return BeautifulSoup(html.read_text(), "html.parser").select_one("article")
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("name", sorted(FIGURES), ids=lambda n: n or "home")
+def test_figures_are_inline_svg_with_a_text_alternative(built_site, name):
+    page = article(built_site, name)
+    for ident in FIGURES[name]:
+        svg = page.select_one(f'svg[aria-labelledby="{ident}-title {ident}-desc"]')
+        assert svg is not None, f"{name or 'home'}: no figure {ident!r}"
+        assert svg.get("role") == "img"
+        assert svg.select_one(f"#{ident}-title").get_text().strip()
+        assert len(svg.select_one(f"#{ident}-desc").get_text()) > 40
+    assert not page.select("img[src^='http']")
+
+
+@pytest.mark.site
+def test_math_is_mathml_built_from_the_tensors(built_site):
+    maths = article(built_site, "matrix-multiplication").select("math")
+    assert [m.get_text() for m in maths][0].replace(" ", "").endswith("=30")
+    assert len(maths) == 3
+
+
+def _outputs_after(page: BeautifulSoup, statement: str) -> list[str]:
+    """The output lines that follow each ``>>> statement`` in the page's transcripts."""
+    found = []
+    for block in page.select("pre"):
+        lines = block.get_text().split("\n")
+        for i, line in enumerate(lines):
+            if line == f">>> {statement}" and i + 1 < len(lines):
+                found.append(lines[i + 1])
+    return found
+
+
+@pytest.mark.site
+def test_learning_page_shows_the_parameters_learning(built_site):
+    page = article(built_site, "learning")
+    before, after = (float(v) for v in _outputs_after(page, "accuracy(network, digits.test)"))
+    assert before < 0.3 < 0.6 < after
+    assert _outputs_after(page, "torch.allclose(change, -0.1 * network.conv1.weight.grad)") == [
+        "True"
+    ]
+    first, last = eval(_outputs_after(page, "round(losses[0], 3), round(losses[-1], 3)")[0])
+    assert last < first / 2
+    gradients = [
+        line.split()
+        for block in page.select("pre")
+        for line in block.get_text().split("\n")
+        if " grad (" in line
+    ]
+    names = [g[0] for g in gradients]
+    assert names == [name for name, _ in Network().named_parameters()]
+    for row in gradients:
+        shape, grad_shape = " ".join(row[1:]).split(" grad ")
+        assert shape.strip() == grad_shape.strip()
