@@ -259,6 +259,9 @@ def test_learning_page_shows_the_parameters_learning(built_site):
     assert _outputs_after(page, "torch.allclose(change, -0.1 * network.conv1.weight.grad)") == [
         "True"
     ]
+    # The prose says one step moves conv1's weights "by well under a thousandth each".
+    [largest] = _outputs_after(page, "change.abs().max()")
+    assert float(largest.removeprefix("tensor(").removesuffix(")")) < 1e-3
     first, last = eval(_outputs_after(page, "round(losses[0], 3), round(losses[-1], 3)")[0])
     assert last < first / 2
     gradients = [
@@ -272,3 +275,15 @@ def test_learning_page_shows_the_parameters_learning(built_site):
     for row in gradients:
         shape, grad_shape = " ".join(row[1:]).split(" grad ")
         assert shape.strip() == grad_shape.strip()
+
+
+@pytest.mark.site
+def test_matrix_prose_matches_the_shapes_on_the_page(built_site):
+    assert (
+        "a 3×4 weight matrix times a vector of 4 input features"
+        in (DOCS / "matrix-multiplication.md").read_text()
+    )
+    page = article(built_site, "matrix-multiplication")
+    assert _outputs_after(page, "weight_matrix.shape, in_features.reshape(4, 1).shape") == [
+        "(torch.Size([3, 4]), torch.Size([4, 1]))"
+    ]
