@@ -112,34 +112,25 @@ def annotate_fences(markdown: str, first_line: int = 1) -> str:
     return scan_fences(markdown, first_line)[0]
 
 
-def source_date_epoch(root: Path) -> str | None:
-    """The last commit's time, for ``SOURCE_DATE_EPOCH``; ``None`` outside git."""
+def _git(root: Path, *args: str) -> str | None:
+    """What ``git ARGS`` prints in ``root``, stripped; ``None`` outside git or on error."""
     try:
         result = subprocess.run(
-            ["git", "log", "-1", "--format=%ct"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
         )
     except (OSError, subprocess.CalledProcessError):
         return None
     return result.stdout.strip() or None
 
 
+def source_date_epoch(root: Path) -> str | None:
+    """The last commit's time, for ``SOURCE_DATE_EPOCH``; ``None`` outside git."""
+    return _git(root, "log", "-1", "--format=%ct")
+
+
 def git_commit(root: Path) -> str:
     """The short hash of the commit being built, or ``"unknown"`` outside git."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return result.stdout.strip() or "unknown"
+    return _git(root, "rev-parse", "--short=12", "HEAD") or "unknown"
 
 
 def build_stamp(root: Path) -> str:
