@@ -323,3 +323,18 @@ def test_pages_offer_their_notebook_and_script_with_a_stamp(tmp_path):
     assert (tmp_path / "site/shapes/shapes.ipynb").is_file()
     # A page with nothing executed offers nothing.
     assert not list((tmp_path / "site").glob("index.ipynb"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ('timeout="soon"', "timeout= takes a number of seconds"),
+        ('timeout="0"', "timeout= must be more than 0 seconds"),
+        ('raises="not a name"', "raises= takes an exception's name"),
+        ('sesion="typo"', "unknown option 'sesion'"),
+    ],
+)
+def test_bad_options_fail_naming_the_fence(tmp_path, options, message):
+    result = build(tmp_path, {"index.md": f'# P\n\n```pycon exec="on" {options}\n>>> 1\n```\n'})
+    assert result.returncode != 0
+    assert f"docs/index.md:3: {message}" in result.stderr

@@ -42,6 +42,27 @@ _EXEC_ON = re.compile(r"""\bexec=["']?(?:on|yes|true|1)\b""", re.IGNORECASE)
 _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
 
 
+#: Options a block may carry beyond those markdown-exec's validator takes out itself.
+KNOWN_EXTRA = {"title"}
+#: Every option a python/pycon block may carry, for error messages.
+KNOWN_OPTIONS = KNOWN_EXTRA | {
+    "exec",
+    "html",
+    "id",
+    "idprefix",
+    "raises",
+    "result",
+    "returncode",
+    "session",
+    "source",
+    "tabs",
+    "timeout",
+    "updatetoc",
+    "width",
+    "workdir",
+}
+
+
 class ExampleError(PluginError, SuperFencesException):
     """A block failed. Raised through SuperFences (which swallows other errors) to MkDocs."""
 
@@ -245,9 +266,24 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     def _format(self, kind: str, kwargs: dict[str, Any]):
         extra = dict(kwargs.pop("extra", {}))
-        line = int(extra.pop(LINE_KEY, "0")) + 1
+        fence = int(extra.pop(LINE_KEY, "0"))
+        line = fence + 1
+        where = f"{self.page_path}:{fence}"
         raises = extra.pop("raises", None) or None
-        timeout = float(extra.pop("timeout", self.config.timeout))
+        if raises is not None and not raises.isidentifier():
+            raise ExampleError(f"{where}: raises= takes an exception's name, not {raises!r}")
+        try:
+            timeout = float(extra.pop("timeout", self.config.timeout))
+        except ValueError:
+            raise ExampleError(f"{where}: timeout= takes a number of seconds") from None
+        if not timeout > 0:
+            raise ExampleError(f"{where}: timeout= must be more than 0 seconds")
+        unknown = sorted(set(extra) - KNOWN_EXTRA)
+        if unknown:
+            raise ExampleError(
+                f"{where}: unknown option {unknown[0]!r} on a {kind} block "
+                f"(markdown-exec's and docexec's are: {', '.join(sorted(KNOWN_OPTIONS))})"
+            )
         kwargs["extra"] = extra
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
