@@ -126,6 +126,11 @@ def _facts():
             (len(convs), len(linears)) == (2, 3),
         ),
         ("index.md", "those ten tensors", len(params) == 10),
+        (
+            "index.md",
+            "Most of them sit in `fc1`",
+            2 * sum(p.numel() for p in network.fc1.parameters()) > count_parameters(network),
+        ),
         ("network.md", "Five layers, each an attribute", len(layers) == 5),
         (
             "network.md",
