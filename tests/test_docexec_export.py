@@ -98,3 +98,36 @@ def test_snippets_are_expanded_from_base_paths(tmp_path):
 
 def test_notebook_json_has_no_timestamps():
     assert "date" not in json.loads(to_notebook(PAGE, "s"))["metadata"]
+
+
+def test_script_shows_tuples_and_commented_expressions_as_the_prompt_does(tmp_path):
+    page = PageExport(
+        title="Values",
+        parts=[ExecutedBlock("pycon", ">>> a, b = 1, 2\n>>> a, b\n>>> a + b  # the sum\n>>> None")],
+    )
+    script = tmp_path / "values.py"
+    script.write_text(to_script(page, "stamp"))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "(1, 2)\n3\n"
+
+
+def test_notebook_draws_html_and_markdown_output_as_the_page_does():
+    from nbclient import NotebookClient
+
+    page = PageExport(
+        title="Drawn",
+        parts=[
+            ExecutedBlock("python", "print('<svg><title>x</title></svg>')", renders="html"),
+            ExecutedBlock("python", "for n in (1, 2):\n    print(f'| {n} |')", renders="markdown"),
+            ExecutedBlock("python", "print('plain')"),
+        ],
+    )
+    notebook = nbformat.reads(to_notebook(page, "stamp"), as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    html, markdown, text = (cell.outputs for cell in notebook.cells if cell.cell_type == "code")
+    assert [o["data"]["text/html"] for o in html] == ["<svg><title>x</title></svg>\n"]
+    assert [o["data"]["text/markdown"] for o in markdown] == ["| 1 |\n| 2 |\n"]
+    assert [o.get("text") for o in text] == ["plain\n"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -97,6 +99,22 @@ def test_every_notebook_runs_top_to_bottom_in_a_fresh_kernel(built_site):
             and "raises-exception" not in c.metadata.get("tags", [])
         ]
         assert not errors, f"{path.relative_to(built_site)}: {errors[0]}"
+
+
+@pytest.mark.site
+def test_every_script_runs_top_to_bottom(built_site):
+    scripts = sorted(built_site.rglob("*.py"))
+    assert scripts
+    for path in scripts:
+        result = subprocess.run(
+            [sys.executable, path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,  # a guard against a hang, not a measurement
+        )
+        assert result.returncode == 0, f"{path.relative_to(built_site)}:\n{result.stderr}"
+        assert result.stdout.strip(), f"{path.relative_to(built_site)} printed nothing"
 
 
 @pytest.mark.site

@@ -5,15 +5,19 @@ code: a ``python`` block as one cell, a ``pycon`` block as one cell per ``>>>``
 statement (so each expression shows its value, as on the page), prompts stripped.
 A block that is meant to raise keeps its error: the notebook cell is tagged
 ``raises-exception`` (which nbclient and Jupyter honour) and the script catches
-the exception and prints its traceback. Output is deterministic: cell ids are
-numbered, and no timestamps are written.
+the exception and prints its traceback. A ``python`` block whose printed output the
+page renders as HTML (a figure) or as Markdown (a generated table) is drawn the same
+way in the notebook. Output is deterministic: cell ids are numbered, and no
+timestamps are written.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +33,15 @@ class ExecutedBlock:
         source: The code that ran.
         raises: The exception the block shows on purpose, if any.
         raised: Which of its statements raised it (for ``pycon``; ``[0]`` for ``python``).
+        renders: How the page shows what a ``python`` block prints: ``"text"`` (a
+            code block), ``"html"`` or ``"markdown"``.
     """
 
     kind: str
     source: str
     raises: str | None = None
     raised: list[int] = field(default_factory=list)
+    renders: str = "text"
 
 
 @dataclass
@@ -90,6 +97,24 @@ def _cells_of(block: ExecutedBlock) -> list[str]:
     return [block.source.strip("\n")]
 
 
+#: How a notebook cell shows printed output the page renders: IPython's display class.
+_DISPLAY = {"html": "HTML", "markdown": "Markdown"}
+
+
+def _notebook_code(code: str, renders: str) -> str:
+    """A cell's code; printed HTML or Markdown is captured and displayed as the page does."""
+    display = _DISPLAY.get(renders)
+    if display is None:
+        return code
+    body = "\n".join("    " + line if line else line for line in code.split("\n"))
+    return (
+        f"# The page shows what this prints as {display}, and so does this cell.\n"
+        f"from IPython.display import {display}\n"
+        "from IPython.utils.capture import capture_output\n\n"
+        f"with capture_output() as printed:\n{body}\n{display}(printed.stdout)"
+    )
+
+
 def to_notebook(page: PageExport, stamp: str) -> str:
     """The page as a Jupyter notebook (nbformat 4.5), as JSON text.
 
@@ -113,7 +138,7 @@ def to_notebook(page: PageExport, stamp: str) -> str:
                 "execution_count": None,
                 "metadata": {"tags": ["raises-exception"]} if raising else {},
                 "outputs": [],
-                "source": code,
+                "source": _notebook_code(code, part.renders if part.kind == "python" else "text"),
             }
             cells.append(cell)
     for index, cell in enumerate(cells):
@@ -146,7 +171,7 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
             call = tree.body[0].value
             is_print = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print"
             if not is_print:
-                code = f"show({code})"
+                code = f"show(({code}{_newline_if_commented(code)}))"
     if raises:
         body = "\n".join("    " + line for line in code.split("\n"))
         return (
@@ -154,6 +179,15 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
             "    traceback.print_exc(file=sys.stdout)"
         )
     return code
+
+
+def _newline_if_commented(code: str) -> str:
+    """A newline when ``code`` ends in a comment, so a closing bracket can follow it."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return "\n"
+    return "\n" if any(token.type == tokenize.COMMENT for token in tokens) else ""
 
 
 def to_script(page: PageExport, stamp: str) -> str:

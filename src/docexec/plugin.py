@@ -285,6 +285,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 f"(markdown-exec's and docexec's are: {', '.join(sorted(KNOWN_OPTIONS))})"
             )
         kwargs["extra"] = extra
+        # What the page makes of a python block's printed output (markdown-exec's rules).
+        renders = "html" if kwargs.get("html") else "text" if kwargs.get("result") else "markdown"
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
             if self.worker is None:
@@ -298,7 +300,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 where = f"{self.page_path}:{failure.line if failure.line > 0 else line}"
                 raise ExampleError(f"{where}: {failure}") from None
             self.seconds += time.perf_counter() - started
-            self.blocks[line] = ExecutedBlock(kind, source, raises, result.raised)
+            self.blocks[line] = ExecutedBlock(kind, source, raises, result.raised, renders)
             if kind == "pycon":
                 return code_block("pycon", result.output)
             return result.output
