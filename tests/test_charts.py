@@ -103,3 +103,32 @@ def test_dot_products_latex_has_one_true_equation_per_row():
         "y_{2} = (3 \\cdot 5) + (4 \\cdot 6) = 15 + 24 = 39",
     ]
     assert [int(line.rsplit("= ", 1)[1]) for line in lines] == (weight @ vector).int().tolist()
+
+
+def test_filters_svg_wraps_into_rows_and_shows_its_scale():
+    weight = torch.linspace(-0.5, 0.25, 12 * 25).reshape(12, 5, 5)
+    root = parse(filters_svg(weight, ident="f", title="t", per_row=6))
+    frames = [
+        r for r in root.iter(f"{SVG}rect") if r.get("fill") == "none" and r.get("width") == "70"
+    ]
+    assert len(frames) == 12
+    assert len({f.get("y") for f in frames}) == 2  # two rows of six
+    assert len({f.get("x") for f in frames}) == 6
+    texts = " ".join(t.text for t in root.iter(f"{SVG}text"))
+    assert "from -0.500 (blue) through 0 (grey) to +0.500 (red)" in texts
+
+
+def test_parameter_share_svg_keeps_every_bias_visible_and_labels_it():
+    network = Network()
+    root = parse(parameter_share_svg(parameters_per_layer(network), ident="p"))
+    bias_bars = [r for r in root.iter(f"{SVG}rect") if r.get("height") == "20"][1::2]
+    assert len(bias_bars) == 5
+    assert all(float(r.get("width")) >= 4 for r in bias_bars)
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert f"{network.fc1.weight.numel():,} + {network.fc1.bias.numel():,} (" in " ".join(texts)
+
+
+def test_loss_curve_svg_numbers_the_epoch_boundaries():
+    root = parse(loss_curve_svg([2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7], ident="l", every=3))
+    numbers = [t.text for t in root.iter(f"{SVG}text") if t.text.isdigit()]
+    assert {"0", "3", "6"} <= set(numbers)

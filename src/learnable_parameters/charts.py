@@ -62,8 +62,9 @@ def filters_svg(
     title: str,
     labels: Sequence[str] | None = None,
     cell: int = 14,
+    per_row: int | None = None,
 ) -> str:
-    """Draw 2-D filters side by side as heat maps, one square per weight.
+    """Draw 2-D filters as heat maps, one square per weight, with the colour scale below.
 
     Args:
         filters: Shape ``(K, H, W)``: ``K`` filters of ``H×W`` weights.
@@ -71,34 +72,51 @@ def filters_svg(
         title: The chart's title (also its accessible name).
         labels: A caption under each filter; defaults to ``"0"``, ``"1"``, ...
         cell: The side of one weight's square, in pixels.
+        per_row: How many filters stand side by side before the next row starts;
+            all of them by default.
 
     Returns:
         The SVG.
     """
     count, rows, cols = filters.shape
     labels = list(labels) if labels is not None else [str(i) for i in range(count)]
+    per_row = min(per_row or count, count)
+    lines = -(-count // per_row)
     scale = float(filters.abs().max())
-    gap, top, caption = cell, 4, 18
-    width = count * cols * cell + (count - 1) * gap + 2
-    height = top + rows * cell + caption
+    gap, top, caption, legend = cell, 4, 22, 26
+    tile_w, tile_h = cols * cell, rows * cell
+    width = max(per_row * tile_w + (per_row - 1) * gap + 2, 300)
+    height = top + lines * (tile_h + caption) + legend
     body = []
     for k in range(count):
-        x0 = 1 + k * (cols * cell + gap)
+        x0 = 1 + (k % per_row) * (tile_w + gap)
+        y0 = top + (k // per_row) * (tile_h + caption)
         for r in range(rows):
             for c in range(cols):
                 value = float(filters[k, r, c])
                 body.append(
-                    f'<rect x="{x0 + c * cell}" y="{top + r * cell}" width="{cell}" height="{cell}" '
+                    f'<rect x="{x0 + c * cell}" y="{y0 + r * cell}" width="{cell}" height="{cell}" '
                     f'fill="{weight_colour(value, scale)}"><title>{value:+.3f}</title></rect>'
                 )
         body.append(
-            f'<rect x="{x0}" y="{top}" width="{cols * cell}" height="{rows * cell}" '
+            f'<rect x="{x0}" y="{y0}" width="{tile_w}" height="{tile_h}" '
             'fill="none" stroke="currentColor" stroke-width="1"/>'
         )
         body.append(
-            f'<text x="{x0 + cols * cell / 2:g}" y="{top + rows * cell + 14}" '
+            f'<text x="{x0 + tile_w / 2:g}" y="{y0 + tile_h + 15}" '
             f'text-anchor="middle" fill="currentColor">{escape(labels[k])}</text>'
         )
+    # The colour scale: five swatches from the most negative weight to the most positive.
+    y = height - legend + 8
+    for i, t in enumerate((-1.0, -0.5, 0.0, 0.5, 1.0)):
+        body.append(
+            f'<rect x="{1 + i * 14}" y="{y}" width="14" height="12" '
+            f'fill="{weight_colour(t * scale, scale)}"/>'
+        )
+    body.append(
+        f'<text x="{1 + 5 * 14 + 8}" y="{y + 11}" fill="currentColor">'
+        f"from {-scale:.3f} (blue) through 0 (grey) to +{scale:.3f} (red)</text>"
+    )
     desc = (
         f"{count} grids of {rows} by {cols} squares, one square per weight: "
         f"red for positive, blue for negative, grey near zero; the strongest weight "
@@ -110,6 +128,10 @@ def filters_svg(
 def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> str:
     """Draw one bar per layer, as long as its parameter count, weights and biases apart.
 
+    Bars are scaled to the largest layer, and each is labelled with its weights, its
+    biases and its share of the total. A layer's biases are too few to show to scale
+    next to its weights, so their part of the bar is at least a few pixels wide.
+
     Args:
         per_layer: ``parameters_per_layer(network)``: counts by layer and kind.
         ident: A prefix for the SVG's element ids, unique on the page.
@@ -118,7 +140,8 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
         The SVG.
     """
     total = sum(sum(kinds.values()) for kinds in per_layer.values())
-    label_w, bar_w, text_w, row_h = 60, 420, 170, 30
+    largest = max(sum(kinds.values()) for kinds in per_layer.values())
+    label_w, bar_w, text_w, row_h, least = 48, 220, 160, 30, 4.0
     width = label_w + bar_w + text_w
     height = row_h * len(per_layer) + 36
     body = []
@@ -127,8 +150,8 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
         y = 6 + i * row_h
         weights, biases = kinds.get("weight", 0), kinds.get("bias", 0)
         share = (weights + biases) / total
-        w_len = bar_w * weights / total
-        b_len = max(bar_w * biases / total, 1.0 if biases else 0.0)
+        b_len = max(bar_w * biases / largest, least if biases else 0.0)
+        w_len = max(bar_w * (weights + biases) / largest - b_len, 1.0)
         body.append(
             f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" fill="currentColor">'
             f"{escape(layer)}</text>"
@@ -136,13 +159,14 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
         body.append(
             f'<rect x="{label_w}" y="{y}" width="{w_len:.2f}" height="20" fill="rgb{POSITIVE}"/>'
         )
+        if biases:
+            body.append(
+                f'<rect x="{label_w + w_len + 1:.2f}" y="{y}" width="{b_len:.2f}" height="20" '
+                f'fill="rgb{NEGATIVE}"/>'
+            )
         body.append(
-            f'<rect x="{label_w + w_len:.2f}" y="{y}" width="{b_len:.2f}" height="20" '
-            f'fill="rgb{NEGATIVE}"/>'
-        )
-        body.append(
-            f'<text x="{label_w + w_len + b_len + 6:.2f}" y="{y + 15}" fill="currentColor">'
-            f"{weights + biases:,} ({share:.1%})</text>"
+            f'<text x="{label_w + w_len + b_len + 7:.2f}" y="{y + 15}" fill="currentColor">'
+            f"{weights:,} + {biases:,} ({share:.1%})</text>"
         )
         lines.append(f"{layer}: {weights:,} weights and {biases:,} biases, {share:.1%} of all")
     legend_y = height - 12
@@ -151,11 +175,18 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
     )
     body.append(f'<text x="{label_w + 18}" y="{legend_y}" fill="currentColor">weights</text>')
     body.append(
-        f'<rect x="{label_w + 90}" y="{legend_y - 10}" width="12" height="12" fill="rgb{NEGATIVE}"/>'
+        f'<rect x="{label_w + 82}" y="{legend_y - 10}" width="12" height="12" fill="rgb{NEGATIVE}"/>'
     )
-    body.append(f'<text x="{label_w + 108}" y="{legend_y}" fill="currentColor">biases</text>')
+    body.append(
+        f'<text x="{label_w + 100}" y="{legend_y}" fill="currentColor">'
+        "biases (drawn at least 4 px wide)</text>"
+    )
     title = f"Where the {total:,} learnable parameters are"
-    desc = "Bar lengths are proportional to parameter counts. " + "; ".join(lines) + "."
+    desc = (
+        "Bar lengths are proportional to parameter counts, the largest layer's bar full length. "
+        + "; ".join(lines)
+        + "."
+    )
     return _svg(width, height, ident, title, desc, body)
 
 
@@ -247,12 +278,18 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
                 f'<line x1="{x(step):.1f}" y1="{top}" x2="{x(step):.1f}" y2="{top + plot_h}" '
                 'stroke="currentColor" stroke-opacity="0.35" stroke-dasharray="3 3"/>'
             )
+    boundaries = range(every, len(losses), every) if every else range(0)
+    for step in sorted({0, *boundaries, len(losses) - 1}):
+        body.append(
+            f'<text x="{x(step):.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
+            f'fill="currentColor">{step}</text>'
+        )
     body.append(
         f'<polyline points="{points}" fill="none" stroke="rgb{POSITIVE}" stroke-width="2"/>'
     )
     body.append(
         f'<text x="{left + plot_w / 2:g}" y="{height - 8}" text-anchor="middle" '
-        f'fill="currentColor">step (dashed lines: epochs)</text>'
+        f'fill="currentColor">step (a dashed line at the start of each new epoch)</text>'
     )
     body.append(
         f'<text x="14" y="{top + plot_h / 2:g}" text-anchor="middle" fill="currentColor" '

@@ -18,7 +18,7 @@ class Network(nn.Module):
     Every layer is an attribute, so ``nn.Module`` registers its weight and bias as
     learnable parameters: ``conv1.weight``, ``conv1.bias`` and so on.
 
-    Example:
+    Examples:
         >>> network = Network()
         >>> network(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
