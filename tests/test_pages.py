@@ -53,6 +53,15 @@ def test_no_hand_typed_output_in_docs(page):
     assert not problems, "\n".join(problems)
 
 
+def test_home_page_links_to_every_page_in_the_nav():
+    """The home page's list of pages (and the 404 page, which sends readers there) is whole."""
+    nav = re.findall(r"^\s*- [^:]+: ([\w-]+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert "index.md" in nav and len(nav) == len(PAGES)
+    home = (DOCS / "index.md").read_text()
+    missing = [page for page in nav if page != "index.md" and f"]({page})" not in home]
+    assert not missing, f"docs/index.md does not link to {missing}"
+
+
 def test_every_page_is_checked():
     assert DOCS / "index.md" in PAGES
 
