@@ -338,3 +338,42 @@ def test_bad_options_fail_naming_the_fence(tmp_path, options, message):
     result = build(tmp_path, {"index.md": f'# P\n\n```pycon exec="on" {options}\n>>> 1\n```\n'})
     assert result.returncode != 0
     assert f"docs/index.md:3: {message}" in result.stderr
+
+
+def test_set_order_is_the_same_whatever_hash_seed_the_build_starts_with(tmp_path):
+    page = '```pycon exec="on"\n>>> {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}\n```\n'
+    shown = []
+    for seed in ("1", "2"):
+        site = tmp_path / seed
+        site.mkdir()
+        (site / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
+        (site / "docs").mkdir()
+        (site / "docs" / "index.md").write_text(page)
+        env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONHASHSEED=seed)
+        subprocess.run([*MKDOCS, "build", "--strict"], cwd=site, env=env, check=True, timeout=300)
+        shown.append(code_blocks(site / "site" / "index.html"))
+    assert shown[0] == shown[1]
+
+
+def test_markdown_exec_options_that_are_not_numbers_fail_naming_the_fence(tmp_path):
+    result = build(
+        tmp_path, {"index.md": 'Text.\n\n```python exec="on" returncode="x"\nprint(1)\n```\n'}
+    )
+    assert result.returncode != 0
+    assert "docs/index.md:3: returncode= takes a whole number, not 'x'" in result.stderr
+
+
+def test_any_exec_value_markdown_exec_runs_is_tagged_with_its_line(tmp_path):
+    result = build(
+        tmp_path, {"index.md": 'Text.\n\n```python exec="2"\nraise ValueError("here")\n```\n'}
+    )
+    assert result.returncode != 0
+    assert "docs/index.md:4: ValueError: here" in result.stderr
+
+
+def test_raises_on_a_markdown_block_shows_the_traceback_as_code(tmp_path):
+    page = '```python exec="on" raises="KeyError"\n{}["k"]\n```\n'
+    assert build(tmp_path, {"index.md": page}).returncode == 0
+    [block] = code_blocks(tmp_path / "site" / "index.html")
+    assert block.startswith("Traceback (most recent call last):\n")
+    assert 'File "docs/index.md", line 2, in <module>' in block

@@ -131,3 +131,21 @@ def test_notebook_draws_html_and_markdown_output_as_the_page_does():
     assert [o["data"]["text/html"] for o in html] == ["<svg><title>x</title></svg>\n"]
     assert [o["data"]["text/markdown"] for o in markdown] == ["| 1 |\n| 2 |\n"]
     assert [o.get("text") for o in text] == ["plain\n"]
+
+
+def test_script_catches_an_exception_that_is_not_a_builtin_name(tmp_path):
+    page = PageExport(
+        title="Json",
+        parts=[
+            ExecutedBlock(
+                "pycon", '>>> import json\n>>> json.loads("{")', "JSONDecodeError", raised=[1]
+            )
+        ],
+    )
+    script = tmp_path / "json_page.py"
+    script.write_text(to_script(page, "stamp"))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "json.decoder.JSONDecodeError: Expecting property name" in result.stdout

@@ -203,3 +203,60 @@ def test_paths_are_scrubbed_to_portable_ones(tmp_path):
     text = f'File "{site}/torch/nn/x.py" and "{tmp_path}/docs/a.md"'
     assert scrub(text) == 'File "site-packages/torch/nn/x.py" and "./docs/a.md"'
     assert str(Path(site).parent) not in scrub(text)
+
+
+def test_a_handler_made_in_one_block_writes_into_the_next():
+    module = new_session_module()
+    first = "import logging, sys\nlog = logging.getLogger('docexec-next')\n"
+    first += "handler = logging.StreamHandler(sys.stdout)\nlog.addHandler(handler)\n"
+    first += "log.warning('one')"
+    try:
+        assert run_python(first, module, filename="docs/p.md", first_line=1).output == "one\n"
+        second = run_python("log.warning('two')", module, filename="docs/p.md", first_line=9)
+        assert second.output == "two\n"
+        third = run_pycon(">>> log.warning('three')", module, first_line=12)
+        assert third.output == ">>> log.warning('three')\nthree"
+    finally:
+        run_python("log.removeHandler(handler)", module, filename="docs/p.md", first_line=20)
+
+
+def test_writes_to_the_file_descriptor_are_captured_in_order():
+    code = "\n".join(
+        [
+            "import os, subprocess, sys",
+            "print('first')",
+            "os.write(1, b'second\\n')",
+            "subprocess.run([sys.executable, '-c', 'print(\"third\")'], check=True)",
+            "print('fourth')",
+        ]
+    )
+    result = run_python(code, new_session_module(), filename="docs/p.md", first_line=1)
+    assert result.output == "first\nsecond\nthird\nfourth\n"
+
+
+def test_a_new_prompt_closes_an_open_block_as_enter_would():
+    source = ">>> def f():\n...     return 1\n>>> f()"
+    result = run_pycon(source, new_session_module(), first_line=1)
+    assert not result.error, result.error
+    assert result.output == ">>> def f():\n...     return 1\n...\n>>> f()\n1"
+
+
+def test_an_error_inside_an_earlier_function_names_the_calling_line():
+    source = ">>> def f():\n...     a = 1\n...     return a / 0\n...\n>>> 1\n>>> f()"
+    result = run_pycon(source, new_session_module(), first_line=20)
+    assert result.error.startswith("ZeroDivisionError")
+    assert result.line == 25
+
+
+def test_each_session_has_its_own_underscore():
+    one, two = new_session_module(), new_session_module()
+    assert run_pycon(">>> 7", one, first_line=1).output == ">>> 7\n7"
+    assert "NameError" in run_pycon(">>> _", two, first_line=3).error
+    assert run_pycon(">>> _", one, first_line=5).output == ">>> _\n7"
+    assert run_python("print(_)", one, filename="docs/p.md", first_line=7).output == "7\n"
+
+
+def test_empty_prompts_do_not_shift_the_index_of_the_raising_statement():
+    source = ">>> x = 1\n>>>\n>>> x[0]"
+    result = run_pycon(source, new_session_module(), first_line=1, raises="TypeError")
+    assert result.raised == [1]  # the second statement, as the exports count them

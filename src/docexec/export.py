@@ -14,6 +14,7 @@ timestamps are written.
 from __future__ import annotations
 
 import ast
+import builtins
 import io
 import json
 import re
@@ -171,13 +172,21 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
             call = tree.body[0].value
             is_print = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print"
             if not is_print:
-                code = f"show(({code}{_newline_if_commented(code)}))"
+                # A bare tuple (`a, b`) would become two arguments: give it parentheses.
+                tail = _newline_if_commented(code)
+                bare = isinstance(call, ast.Tuple)
+                code = f"show(({code}{tail}))" if bare else f"show({code}{tail})"
     if raises:
         body = "\n".join("    " + line for line in code.split("\n"))
-        return (
-            f"try:\n{body}\nexcept {raises}:  # the page shows this error on purpose\n"
-            "    traceback.print_exc(file=sys.stdout)"
-        )
+        if isinstance(getattr(builtins, raises, None), type):
+            caught = f"except {raises}:  # the page shows this error on purpose"
+        else:  # not a builtin name: match it by class name, as the page's build did
+            caught = (
+                f"except Exception as error:  # the page shows a {raises} on purpose\n"
+                f"    if {raises!r} not in [c.__name__ for c in type(error).__mro__]:\n"
+                "        raise"
+            )
+        return f"try:\n{body}\n{caught}\n    traceback.print_exc(file=sys.stdout)"
     return code
 
 

@@ -38,7 +38,9 @@ log = get_plugin_logger(__name__)
 LINE_KEY = "docexec_line"
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
-_EXEC_ON = re.compile(r"""\bexec=["']?(?:on|yes|true|1)\b""", re.IGNORECASE)
+_OPTION = re.compile(
+    r"""\b(?P<key>exec|returncode|width)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s}]*))"""
+)
 _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
 
 
@@ -76,6 +78,22 @@ class DocExecConfig(Config):
     """The seed every page's process starts from."""
 
 
+def _options(info: str) -> dict[str, str]:
+    """The ``exec``, ``returncode`` and ``width`` options of a fence's info string."""
+    return {
+        m.group("key"): next(
+            v for v in (m.group("dq"), m.group("sq"), m.group("bare")) if v is not None
+        )
+        for m in _OPTION.finditer(info)
+    }
+
+
+def _executes(lang: str, options: dict[str, str]) -> bool:
+    """Whether markdown-exec runs this fence: its own rule for ``exec``, and MARKDOWN_EXEC_AUTO."""
+    auto = [name.strip() for name in os.environ.get("MARKDOWN_EXEC_AUTO", "").split(",")]
+    return lang in auto or options.get("exec", "no").lower() not in {"", "no", "off", "false", "0"}
+
+
 def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int, int, int]]]:
     """Tag each executable ``python``/``pycon`` fence with the page line it opens on.
 
@@ -89,6 +107,11 @@ def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int
     Returns:
         The Markdown with ``docexec_line="N"`` added to each such fence, and for
         each one ``(first_index, last_index, N)``: its span in the Markdown's lines.
+
+    Raises:
+        ValueError: A fence's ``returncode`` or ``width`` is not a whole number
+            (markdown-exec would quietly show the block as plain code); the message
+            starts with the fence's line.
     """
     lines = markdown.split("\n")
     spans: list[tuple[int, int, int]] = []
@@ -112,12 +135,19 @@ def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int
         open_fence = match.group("fence")
         info = match.group("info")
         lang = _LANG.match(info)
+        options = _options(info)
         if (
             not lang
             or lang.group("lang") not in ("python", "py", "pycon")
-            or not _EXEC_ON.search(info)
+            or not _executes(lang.group("lang"), options)
         ):
             continue
+        for key in ("returncode", "width"):
+            value = options.get(key)
+            if value is not None and not re.fullmatch(r"[+-]?\d+", value.strip()):
+                raise ValueError(
+                    f"{first_line + index}: {key}= takes a whole number, not {value!r}"
+                )
         opened_at = index
         tag = f'{LINE_KEY}="{first_line + index}"'
         if info.rstrip().endswith("}"):
@@ -183,6 +213,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         markdown_exec.formatters["python"] = self._format_python
         markdown_exec.formatters["py"] = self._format_python
         markdown_exec.formatters["pycon"] = self._format_pycon
+        # str/bytes hashes are salted per process unless this is set: set ordering
+        # would change from build to build. The example processes inherit it.
+        os.environ["PYTHONHASHSEED"] = "0"
         if "SOURCE_DATE_EPOCH" not in os.environ:
             epoch = source_date_epoch(self.root)
             if epoch:
@@ -204,7 +237,10 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.blocks = {}
         self.seconds = 0.0
         self.lines = markdown.split("\n")
-        annotated, self.spans = scan_fences(markdown, first_line)
+        try:
+            annotated, self.spans = scan_fences(markdown, first_line)
+        except ValueError as error:
+            raise ExampleError(f"{self.page_path}:{error}") from None
         return annotated
 
     def on_page_content(self, html, *, page, config, files):
@@ -309,4 +345,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             # The transcript holds the inputs, so the source is never shown twice.
             kwargs["source"] = ""
             kwargs["result"] = ""
+        elif raises and renders == "markdown":
+            # A traceback read as Markdown loses its indentation and its <module>:
+            # show the block's output as a traceback instead.
+            kwargs["result"] = "pytb"
+            renders = "text"
         return base_format(language=kind, run=run, **kwargs)

@@ -9,13 +9,17 @@ with the page's file name and line numbers, so a traceback points into the page.
 
 from __future__ import annotations
 
+import builtins
 import code
 import contextlib
 import io
+import os
 import re
 import sys
 import sysconfig
+import tempfile
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +54,108 @@ class BlockResult:
 
 
 class _Output(io.StringIO):
-    """One buffer for stdout and stderr, so their writes stay in order."""
+    """Everything a block writes, in the order it was written.
+
+    Python-level writes (``print``, ``sys.stdout.write``, a logging handler) land here
+    through :data:`_STREAMS`. While the block runs, the file descriptors in ``fds``
+    (1, and 2 for ``pycon``) point at a scratch file, so what reaches them directly
+    (``os.write(1, ...)``, a subprocess, C code) is caught too; it is moved into the
+    buffer before every Python-level write, which keeps the two in order.
+    """
+
+    def __init__(self, fds: tuple[int, ...] = (1,)) -> None:
+        super().__init__()
+        self._fds = fds
+        self._reader: io.BufferedReader | None = None
+        self._saved: list[int] = []
+
+    def __enter__(self) -> _Output:
+        for stream in (sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
+        handle, path = tempfile.mkstemp(prefix="docexec-")
+        os.close(handle)
+        writer = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._reader = open(path, "rb")  # noqa: SIM115 - closed in __exit__
+        os.unlink(path)
+        self._saved = [os.dup(fd) for fd in self._fds]
+        for fd in self._fds:
+            os.dup2(writer, fd)
+        os.close(writer)
+        return self
+
+    def _drain(self) -> None:
+        if self._reader is not None and (data := self._reader.read()):
+            super().write(data.decode(errors="replace"))
+
+    def write(self, text: str) -> int:
+        self._drain()
+        return super().write(text)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._drain()
+        for fd, saved in zip(self._fds, self._saved, strict=True):
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._saved = []
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+class _Stream(io.TextIOBase):
+    """A stand-in for ``sys.stdout`` or ``sys.stderr`` that writes to the running block.
+
+    One object per stream for the life of the process, so that a logging handler or
+    anything else that kept a reference to ``sys.stdout`` in one block still writes
+    to the page in the next.
+    """
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.target: io.TextIOBase | None = None
+
+    def _current(self):
+        return self.target or getattr(sys, f"__{self.name}__")
+
+    def write(self, text: str) -> int:
+        return self._current().write(text)
+
+    def flush(self) -> None:
+        self._current().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return 1 if self.name == "stdout" else 2
+
+
+_STREAMS = {"stdout": _Stream("stdout"), "stderr": _Stream("stderr")}
+
+
+@contextlib.contextmanager
+def _capturing(output: _Output, names: tuple[str, ...]):
+    """Send ``sys.stdout`` (and ``sys.stderr``) and their file descriptors to ``output``."""
+    saved = {name: getattr(sys, name) for name in names}
+    targets = {name: _STREAMS[name].target for name in names}
+    for name in names:
+        _STREAMS[name].target = output
+        setattr(sys, name, _STREAMS[name])
+    try:
+        with output:
+            yield output
+    finally:
+        for name in names:
+            setattr(sys, name, saved[name])
+            _STREAMS[name].target = targets[name]
 
 
 def _exception_matches(exc: BaseException, expected: str | None) -> bool:
@@ -66,6 +171,14 @@ def _last_line_in(tb: TracebackType | None, filename: str) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def _first_line_in(tb: TracebackType | None, filename: str) -> int | None:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            return tb.tb_lineno
+        tb = tb.tb_next
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -183,19 +296,51 @@ def parse_pycon(source: str, first_line: int) -> list[tuple[int, str]]:
         ValueError: On a line with no prompt, which would be typed output; the
             message starts with the offending page line.
     """
+    return [(line, text) for line, _prompt, text in _inputs(source, first_line)]
+
+
+def _inputs(source: str, first_line: int) -> list[tuple[int, str, str]]:
+    """``(page_line, prompt, text)`` for each input line; see :func:`parse_pycon`."""
     inputs = []
     for offset, raw in enumerate(source.split("\n")):
         line = first_line + offset
         if raw.startswith((PS1, PS2)):
-            inputs.append((line, raw[4:]))
+            inputs.append((line, raw[:4], raw[4:]))
         elif raw in (PS1.strip(), PS2.strip()):
-            inputs.append((line, ""))
+            inputs.append((line, raw + " ", ""))
         elif raw.strip():
             raise ValueError(
                 f"{line}: a pycon block holds only '>>> ' and '... ' input lines; "
                 f"its output is generated, so remove the typed line {raw!r}"
             )
     return inputs
+
+
+#: The value of ``_`` each session had when its last block ended.
+_LAST_VALUES: weakref.WeakKeyDictionary[ModuleType, object] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _own_last_value(module: ModuleType):
+    """Give the session its own ``_``: the interpreter keeps it in ``builtins``."""
+    missing = object()
+    saved = getattr(builtins, "_", missing)
+    mine = _LAST_VALUES.get(module, missing)
+    if mine is missing:
+        with contextlib.suppress(AttributeError):
+            del builtins._
+    else:
+        builtins._ = mine
+    try:
+        yield
+    finally:
+        if (value := getattr(builtins, "_", missing)) is not missing:
+            _LAST_VALUES[module] = value
+        if saved is missing:
+            with contextlib.suppress(AttributeError):
+                del builtins._
+        else:
+            builtins._ = saved
 
 
 def run_pycon(
@@ -208,6 +353,10 @@ def run_pycon(
 ) -> BlockResult:
     """Run a ``pycon`` block as an interactive session and return its transcript.
 
+    A ``>>> `` input that comes while a compound statement is still open closes it
+    first, as pressing Enter on an empty ``...`` line would (the transcript shows
+    that line), so doctest-style blocks read as their author meant them.
+
     Args:
         source: The block's input lines, with prompts.
         module: The session's ``__main__`` module; its names persist.
@@ -219,28 +368,33 @@ def run_pycon(
         The transcript, or an error naming the page line.
     """
     try:
-        inputs = parse_pycon(source, first_line)
+        inputs = _inputs(source, first_line)
     except ValueError as error:
         line = int(str(error).split(":", 1)[0])
         return BlockResult(error=str(error).split(": ", 1)[1], line=line)
     console = _Console(module.__dict__)
-    buffer = _Output()
+    buffer = _Output(fds=(1, 2))
     statement_start = first_line
     more = False
     raised: list[int] = []
     statement = -1
-    if inputs and inputs[-1][1].strip() == "" and len(inputs) == 1:
+    if len(inputs) == 1 and inputs[0][2].strip() == "":
         inputs = []
     pending = list(inputs)
-    with _as_main(module), contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+    with (
+        _as_main(module),
+        _own_last_value(module),
+        _capturing(buffer, ("stdout", "stderr")),
+    ):
         while pending or more:
-            if pending:
-                line, text = pending.pop(0)
-            else:
-                line, text = statement_start, ""  # close an open block, as Enter would
+            if pending and not (more and pending[0][1] == PS1 and pending[0][2].strip()):
+                line, _prompt, text = pending.pop(0)
+            else:  # close an open block, as Enter on an empty line would
+                line, text = (pending[0][0] if pending else statement_start), ""
             if not more:
                 statement_start = line
-                statement += 1
+                if text.strip():
+                    statement += 1  # numbered as the exports number them: empty ones aside
             buffer.write((PS2 if more else PS1) + text + "\n")
             on_line(line)
             console.raised = None
@@ -258,7 +412,9 @@ def run_pycon(
             if _exception_matches(exc, raises):
                 raised.append(statement)
                 continue
-            where = _last_line_in(exc.__traceback__, "<stdin>")
+            # The statement's own frame (the first from <stdin>) says which of its lines
+            # raised; deeper <stdin> frames belong to functions that earlier inputs defined.
+            where = _first_line_in(exc.__traceback__, "<stdin>")
             if isinstance(exc, SyntaxError) and exc.filename == "<stdin>" and exc.lineno:
                 where = exc.lineno
             error_line = statement_start + (where - 1 if where else 0)
@@ -312,9 +468,9 @@ def run_python(
         compiled = compile("\n" * (first_line - 1) + source, filename, "exec")
     except SyntaxError as exc:
         return BlockResult(error=_describe(exc), line=exc.lineno or first_line)
-    buffer = io.StringIO()
+    buffer = _Output(fds=(1,))
     try:
-        with _as_main(module), contextlib.redirect_stdout(buffer):
+        with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
             exec(compiled, module.__dict__)
     except StopExample:
         raise
