@@ -147,10 +147,16 @@ def test_python_block_captures_every_way_of_writing_to_stdout():
             "logger.addHandler(handler)",
             "logger.warning('logged')",
             "logger.removeHandler(handler)",
+            "import os, subprocess",
+            "os.write(1, b'to the descriptor\\n')",
+            "subprocess.run([sys.executable, '-c', 'print(\"from a child\")'], check=True)",
+            "print('last')",
         ]
     )
     result = run_python(code, new_session_module(), filename="docs/x.md", first_line=1)
-    assert result.output == "1,2;\nto stdout\nwritten\n[1, 2]\nlogged\n"
+    assert result.output == (
+        "1,2;\nto stdout\nwritten\n[1, 2]\nlogged\nto the descriptor\nfrom a child\nlast\n"
+    )
 
 
 def test_python_block_errors_name_the_page_line():
@@ -218,20 +224,6 @@ def test_a_handler_made_in_one_block_writes_into_the_next():
         assert third.output == ">>> log.warning('three')\nthree"
     finally:
         run_python("log.removeHandler(handler)", module, filename="docs/p.md", first_line=20)
-
-
-def test_writes_to_the_file_descriptor_are_captured_in_order():
-    code = "\n".join(
-        [
-            "import os, subprocess, sys",
-            "print('first')",
-            "os.write(1, b'second\\n')",
-            "subprocess.run([sys.executable, '-c', 'print(\"third\")'], check=True)",
-            "print('fourth')",
-        ]
-    )
-    result = run_python(code, new_session_module(), filename="docs/p.md", first_line=1)
-    assert result.output == "first\nsecond\nthird\nfourth\n"
 
 
 def test_a_new_prompt_closes_an_open_block_as_enter_would():

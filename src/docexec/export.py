@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import ast
 import builtins
-import io
 import json
 import re
-import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +171,9 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
             is_print = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print"
             if not is_print:
                 # A bare tuple (`a, b`) would become two arguments: give it parentheses.
-                tail = _newline_if_commented(code)
+                # A trailing comment would swallow the closing bracket: end the line first
+                # (a `#` inside a string costs only a line break).
+                tail = "\n" if "#" in code else ""
                 bare = isinstance(call, ast.Tuple)
                 code = f"show(({code}{tail}))" if bare else f"show({code}{tail})"
     if raises:
@@ -188,15 +188,6 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
             )
         return f"try:\n{body}\n{caught}\n    traceback.print_exc(file=sys.stdout)"
     return code
-
-
-def _newline_if_commented(code: str) -> str:
-    """A newline when ``code`` ends in a comment, so a closing bracket can follow it."""
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    except (tokenize.TokenError, SyntaxError):
-        return "\n"
-    return "\n" if any(token.type == tokenize.COMMENT for token in tokens) else ""
 
 
 def to_script(page: PageExport, stamp: str) -> str:

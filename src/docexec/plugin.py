@@ -321,6 +321,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 f"(markdown-exec's and docexec's are: {', '.join(sorted(KNOWN_OPTIONS))})"
             )
         kwargs["extra"] = extra
+        if kind == "pycon":
+            # The transcript holds the inputs, so the source is never shown twice.
+            kwargs["source"] = ""
+            kwargs["result"] = ""
+        elif raises and not kwargs.get("html") and not kwargs.get("result"):
+            # A traceback read as Markdown loses its indentation and its <module>:
+            # show the block's output as a traceback instead.
+            kwargs["result"] = "pytb"
         # What the page makes of a python block's printed output (markdown-exec's rules).
         renders = "html" if kwargs.get("html") else "text" if kwargs.get("result") else "markdown"
 
@@ -341,13 +349,4 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 return code_block("pycon", result.output)
             return result.output
 
-        if kind == "pycon":
-            # The transcript holds the inputs, so the source is never shown twice.
-            kwargs["source"] = ""
-            kwargs["result"] = ""
-        elif raises and renders == "markdown":
-            # A traceback read as Markdown loses its indentation and its <module>:
-            # show the block's output as a traceback instead.
-            kwargs["result"] = "pytb"
-            renders = "text"
         return base_format(language=kind, run=run, **kwargs)

@@ -57,17 +57,22 @@ class _Output(io.StringIO):
     """Everything a block writes, in the order it was written.
 
     Python-level writes (``print``, ``sys.stdout.write``, a logging handler) land here
-    through :data:`_STREAMS`. While the block runs, the file descriptors in ``fds``
-    (1, and 2 for ``pycon``) point at a scratch file, so what reaches them directly
-    (``os.write(1, ...)``, a subprocess, C code) is caught too; it is moved into the
-    buffer before every Python-level write, which keeps the two in order.
+    through :data:`_STREAMS`. While :func:`_capturing` runs, the streams' file
+    descriptors (1, and 2 for ``pycon``) point at a scratch file, so what reaches them
+    directly (``os.write(1, ...)``, a subprocess, C code) is caught too; it is moved
+    into the buffer before every Python-level write, which keeps the two in order.
     """
 
-    def __init__(self, fds: tuple[int, ...] = (1,)) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._fds = fds
+        self._fds: list[int] = []
         self._reader: io.BufferedReader | None = None
         self._saved: list[int] = []
+
+    def catching(self, fds: list[int]) -> _Output:
+        """Use as ``with output.catching([1]):`` to catch what reaches those descriptors."""
+        self._fds = fds
+        return self
 
     def __enter__(self) -> _Output:
         for stream in (sys.__stdout__, sys.__stderr__):
@@ -150,7 +155,7 @@ def _capturing(output: _Output, names: tuple[str, ...]):
         _STREAMS[name].target = output
         setattr(sys, name, _STREAMS[name])
     try:
-        with output:
+        with output.catching([_STREAMS[name].fileno() for name in names]):
             yield output
     finally:
         for name in names:
@@ -164,21 +169,14 @@ def _exception_matches(exc: BaseException, expected: str | None) -> bool:
     return any(cls.__name__ == expected for cls in type(exc).__mro__)
 
 
-def _last_line_in(tb: TracebackType | None, filename: str) -> int | None:
-    line = None
+def _lines_in(tb: TracebackType | None, filename: str) -> list[int]:
+    """The line of every frame from ``filename`` in a traceback, outermost first."""
+    lines = []
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
+            lines.append(tb.tb_lineno)
         tb = tb.tb_next
-    return line
-
-
-def _first_line_in(tb: TracebackType | None, filename: str) -> int | None:
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == filename:
-            return tb.tb_lineno
-        tb = tb.tb_next
-    return None
+    return lines
 
 
 def _describe(exc: BaseException) -> str:
@@ -373,7 +371,7 @@ def run_pycon(
         line = int(str(error).split(":", 1)[0])
         return BlockResult(error=str(error).split(": ", 1)[1], line=line)
     console = _Console(module.__dict__)
-    buffer = _Output(fds=(1, 2))
+    buffer = _Output()
     statement_start = first_line
     more = False
     raised: list[int] = []
@@ -414,7 +412,7 @@ def run_pycon(
                 continue
             # The statement's own frame (the first from <stdin>) says which of its lines
             # raised; deeper <stdin> frames belong to functions that earlier inputs defined.
-            where = _first_line_in(exc.__traceback__, "<stdin>")
+            where = next(iter(_lines_in(exc.__traceback__, "<stdin>")), None)
             if isinstance(exc, SyntaxError) and exc.filename == "<stdin>" and exc.lineno:
                 where = exc.lineno
             error_line = statement_start + (where - 1 if where else 0)
@@ -468,14 +466,14 @@ def run_python(
         compiled = compile("\n" * (first_line - 1) + source, filename, "exec")
     except SyntaxError as exc:
         return BlockResult(error=_describe(exc), line=exc.lineno or first_line)
-    buffer = _Output(fds=(1,))
+    buffer = _Output()
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
             exec(compiled, module.__dict__)
     except StopExample:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends must fail the build too
-        line = _last_line_in(exc.__traceback__, filename) or first_line
+        line = (_lines_in(exc.__traceback__, filename) or [first_line])[-1]
         if _exception_matches(exc, raises):
             tb = exc.__traceback__
             while tb is not None and tb.tb_frame.f_code.co_filename != filename:
