@@ -12,7 +12,7 @@ import pytest
 import torch
 from bs4 import BeautifulSoup
 
-from learnable_parameters import Network, count_parameters
+from learnable_parameters import Network, count_parameters, shape_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -145,6 +145,8 @@ def _facts():
     import torch as _torch
 
     network, layers, params, convs, linears = _network_facts()
+    trace = shape_trace(network, torch.zeros(1, 1, 28, 28))
+    shapes = {step.name: step.shape for step in trace}
     digits_classes = 10
     return [
         (
@@ -202,19 +204,19 @@ def _facts():
         (
             "network.md",
             "Each 5×5 convolution (no padding) trims 4 pixels from the height and the width, each\npooling halves them",
-            _trace_trims_and_halves(network),
+            _trims_and_halves(network, trace),
         ),
         (
             "network.md",
             "`fc1` takes `12 * 4 * 4` inputs",
-            network.fc1.in_features == 12 * 4 * 4 == _trace_shape(network, "flatten")[1]
-            and _trace_shape(network, "max_pool2d_1")[1:] == (12, 4, 4),
+            network.fc1.in_features == 12 * 4 * 4 == shapes["flatten"][1]
+            and shapes["max_pool2d_1"][1:] == (12, 4, 4),
         ),
         (
             "network.md",
             "a 2×2 max-pool after each convolution",
-            [s.op for s in _trace(network)].count("max_pool2d") == len(convs)
-            and _trace_shape(network, "max_pool2d")[2] * 2 == _trace_shape(network, "conv1")[2],
+            [step.op for step in trace].count("max_pool2d") == len(convs)
+            and shapes["max_pool2d"][2] * 2 == shapes["conv1"][2],
         ),
         (
             "all-parameters.md",
@@ -225,7 +227,7 @@ def _facts():
         (
             "weight-shapes.md",
             "each image becomes one row of numbers (rank 1), and a batch of them a rank-2 tensor",
-            len(_trace_shape(network, "flatten")) == 2,
+            len(shapes["flatten"]) == 2,
         ),
         (
             "learning.md",
@@ -244,20 +246,10 @@ def _facts():
     ]
 
 
-def _trace(network):
-    from learnable_parameters import shape_trace
-
-    return shape_trace(network, torch.zeros(1, 1, 28, 28))
-
-
-def _trace_shape(network, name):
-    return next(step.shape for step in _trace(network) if step.name == name)
-
-
-def _trace_trims_and_halves(network):
+def _trims_and_halves(network, trace):
     """Every Conv2d step trims kernel_size - 1 = 4 pixels; every max-pool step halves."""
     size = 28
-    for step in _trace(network):
+    for step in trace:
         if step.op == "Conv2d":
             assert network.get_submodule(step.name).kernel_size == (5, 5)
             size -= 4
