@@ -377,3 +377,59 @@ def test_raises_on_a_markdown_block_shows_the_traceback_as_code(tmp_path):
     [block] = code_blocks(tmp_path / "site" / "index.html")
     assert block.startswith("Traceback (most recent call last):\n")
     assert 'File "docs/index.md", line 2, in <module>' in block
+
+
+def test_a_page_may_start_processes_of_its_own(tmp_path):
+    page = """\
+    ```pycon exec="on"
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> data = TensorDataset(torch.arange(8.0))
+    >>> [batch[0].tolist() for batch in DataLoader(data, batch_size=4, num_workers=2)]
+    ```
+    """
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode == 0, result.stderr
+    assert (
+        "[[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]"
+        in code_blocks(tmp_path / "site" / "index.html")[0]
+    )
+
+
+def test_workdir_is_where_the_block_runs(tmp_path):
+    page = '```python exec="on" workdir="docs" result="text"\nimport os\nprint(sorted(os.listdir()))\n```\n'
+    assert build(tmp_path, {"index.md": page}).returncode == 0
+    assert code_blocks(tmp_path / "site" / "index.html") == ["['index.md']\n"]
+    result = build(tmp_path, {"index.md": page.replace('"docs"', '"nowhere"')})
+    assert result.returncode != 0
+    assert "docs/index.md:1: workdir='nowhere' is no folder of" in result.stderr
+
+
+def test_an_interrupted_build_ends_its_example_process(tmp_path):
+    """Ctrl-C during a block: mkdocs exits instead of waiting for the block to finish."""
+    import signal
+    import time
+
+    started = tmp_path / "started"
+    page = f'```python exec="on"\nimport pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(600)\n```\n'
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=900))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(page)
+    mkdocs = subprocess.Popen(
+        [*MKDOCS, "build"],
+        cwd=tmp_path,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120  # a guard for a slow start, not a measurement
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert started.exists(), "the block never started"
+        mkdocs.send_signal(signal.SIGINT)
+        # The block sleeps for 600 s: only ending its process lets mkdocs exit sooner.
+        assert mkdocs.wait(timeout=300) != 0
+    finally:
+        mkdocs.kill()

@@ -332,10 +332,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         # What the page makes of a python block's printed output (markdown-exec's rules).
         renders = "html" if kwargs.get("html") else "text" if kwargs.get("result") else "markdown"
 
+        workdir = kwargs.get("workdir") or ""
+        if workdir and not (self.root / workdir).is_dir():
+            raise ExampleError(f"{where}: workdir={workdir!r} is no folder of {self.root}")
+
         def run(source: str, session: str | None = None, **_: Any) -> str:
             if self.worker is None:
                 self.worker = PageWorker(self.root, self.page_path, self.config.seed)
-            block = Block(kind, source, session or "", line, raises)
+            block = Block(kind, source, session or "", line, raises, workdir)
             started = time.perf_counter()
             try:
                 result = self.worker.run(block, timeout)
@@ -343,6 +347,13 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 self._close()
                 where = f"{self.page_path}:{failure.line if failure.line > 0 else line}"
                 raise ExampleError(f"{where}: {failure}") from None
+            except Exception as error:
+                # SuperFences would swallow anything but an ExampleError and show the
+                # block unrun: a broken pipe, a result that cannot be pickled...
+                self._close()
+                raise ExampleError(
+                    f"{self.page_path}:{fence}: the block could not be run: {error!r}"
+                ) from error
             self.seconds += time.perf_counter() - started
             self.blocks[line] = ExecutedBlock(kind, source, raises, result.raised, renders)
             if kind == "pycon":

@@ -10,12 +10,15 @@ build) and reads the same whatever order pages are built in.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
+import multiprocessing.util  # registers its exit handler now, before ours (see context)
 import os
 import random
 import signal
 import time
+import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -47,6 +50,8 @@ class Block:
         session: The session name; blocks of a page with the same name share names.
         first_line: The page line of the block's first code line.
         raises: The exception the block is meant to show, if any.
+        workdir: The folder the block runs in, relative to the repository root
+            (markdown-exec's ``workdir``); the root itself when empty.
     """
 
     kind: str
@@ -54,6 +59,7 @@ class Block:
     session: str
     first_line: int
     raises: str | None = None
+    workdir: str = ""
 
 
 def seed_everything(seed: int) -> None:
@@ -104,6 +110,7 @@ def serve(conn: Connection, root: str, page: str, seed: int) -> None:
             return
         if block is None:
             return
+        os.chdir(os.path.join(root, block.workdir))
         module = sessions.get(block.session) if block.session else None
         if module is None:
             module = new_session_module()
@@ -141,6 +148,16 @@ def serve(conn: Connection, root: str, page: str, seed: int) -> None:
         conn.send(("done", result))
 
 
+#: Workers not yet closed: ended at exit, so an interrupted build (Ctrl-C during
+#: ``mkdocs serve``) does not wait forever on a worker that waits for its next block.
+_LIVE: weakref.WeakSet[PageWorker] = weakref.WeakSet()
+
+
+def _close_live_workers() -> None:
+    for worker in list(_LIVE):
+        worker.close(kill=True)
+
+
 class ExampleFailure(Exception):
     """A block failed; ``str()`` is the message, ``line`` the page line it names."""
 
@@ -167,17 +184,22 @@ class PageWorker:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
             cls._context = context
+            # After multiprocessing registered its own exit handler (which waits for
+            # every non-daemonic child), so that this one runs first and ends them.
+            atexit.register(_close_live_workers)
         return cls._context
 
     def __init__(self, root: Path, page: str, seed: int) -> None:
         context = self.context()
         self.page = page
         self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=serve, args=(child, str(root), page, seed), daemon=True
-        )
+        # Not a daemon: a daemonic process may not have children, and a page may well
+        # start some (a DataLoader with num_workers, a multiprocessing Pool). _LIVE
+        # makes sure none outlives the build.
+        self._process = context.Process(target=serve, args=(child, str(root), page, seed))
         self._process.start()
         child.close()
+        _LIVE.add(self)
 
     def run(self, block: Block, timeout: float) -> BlockResult:
         """Run ``block`` and return what it produced.
@@ -242,6 +264,7 @@ class PageWorker:
 
     def close(self, kill: bool = False) -> None:
         """End the process; politely unless ``kill``."""
+        _LIVE.discard(self)
         if self._process.is_alive() and not kill:
             with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
