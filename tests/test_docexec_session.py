@@ -252,3 +252,19 @@ def test_empty_prompts_do_not_shift_the_index_of_the_raising_statement():
     source = ">>> x = 1\n>>>\n>>> x[0]"
     result = run_pycon(source, new_session_module(), first_line=1, raises="TypeError")
     assert result.raised == [1]  # the second statement, as the exports count them
+
+
+def test_tracebacks_quote_the_code_as_it_ran_at_its_page_lines(tmp_path, monkeypatch):
+    """Not the page's own text: it may be indented (an admonition), or not found at all."""
+    monkeypatch.chdir(tmp_path)  # no docs/indented.md here
+    module = new_session_module()
+    run_python("def half(x):\n    return x / 0", module, filename="docs/indented.md", first_line=4)
+    result = run_python(
+        "total = 2\nhalf(total)",
+        module,
+        filename="docs/indented.md",
+        first_line=10,
+        raises="ZeroDivisionError",
+    )
+    assert "line 11, in <module>\n    half(total)\n" in result.output
+    assert "line 5, in half\n    return x / 0\n           ~~^~~\n" in result.output

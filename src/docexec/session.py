@@ -13,6 +13,7 @@ import builtins
 import code
 import contextlib
 import io
+import linecache
 import os
 import re
 import sys
@@ -438,6 +439,27 @@ def _strip_trailing_spaces(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.rstrip("\n").split("\n"))
 
 
+#: What each page's python blocks ran, line for line at their page lines.
+_PAGE_LINES: dict[str, list[str]] = {}
+
+
+def _remember_lines(filename: str, first_line: int, source: str) -> None:
+    """Let tracebacks quote a block's code as it ran, not the page file's text.
+
+    The page's own line can differ from what ran: a block inside an admonition is
+    indented there (so the carets under an expression would be off), and the page
+    file is not found from a block's ``workdir``. The code, at its page lines, goes
+    into ``linecache`` under the page's name; earlier blocks' lines stay, for the
+    functions they defined.
+    """
+    lines = _PAGE_LINES.setdefault(filename, [])
+    block = [line + "\n" for line in source.split("\n")]
+    end = first_line - 1 + len(block)
+    lines.extend(["\n"] * (end - len(lines)))
+    lines[first_line - 1 : end] = block
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
 def run_python(
     source: str,
     module: ModuleType,
@@ -466,6 +488,7 @@ def run_python(
         compiled = compile("\n" * (first_line - 1) + source, filename, "exec")
     except SyntaxError as exc:
         return BlockResult(error=_describe(exc), line=exc.lineno or first_line)
+    _remember_lines(filename, first_line, source)
     buffer = _Output()
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
