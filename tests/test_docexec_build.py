@@ -433,3 +433,58 @@ def test_an_interrupted_build_ends_its_example_process(tmp_path):
         assert mkdocs.wait(timeout=300) != 0
     finally:
         mkdocs.kill()
+
+
+SNIPPETS_CONFIG = (
+    CONFIG
+    + """\
+  - pymdownx.snippets:
+      base_path: [docs]
+      check_paths: true
+"""
+)
+
+
+def build_with_snippets(tmp_path: Path, page: str, included: str) -> subprocess.CompletedProcess:
+    """Build ``page``, which includes ``docs/examples/compute.py`` (holding ``included``)."""
+    (tmp_path / "docs" / "examples").mkdir(parents=True)
+    (tmp_path / "docs" / "examples" / "compute.py").write_text(included)
+    (tmp_path / "docs" / "index.md").write_text(page)
+    (tmp_path / "mkdocs.yml").write_text(SNIPPETS_CONFIG.format(timeout=30))
+    return subprocess.run(
+        [*MKDOCS, "build", "--strict"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+        timeout=300,  # a guard against a hung build, not a measurement
+    )
+
+
+INCLUDING_PAGE = """\
+Text.
+
+```python exec="on" result="text"
+x = 2
+--8<-- "examples/compute.py"
+print(result)
+{last}
+```
+"""
+
+
+def test_an_error_in_an_included_file_names_that_file_and_line(tmp_path):
+    included = "result = x * 21\nresult = result / 0\n"
+    result = build_with_snippets(tmp_path, INCLUDING_PAGE.format(last=""), included)
+    assert result.returncode != 0
+    assert (
+        "docs/examples/compute.py:2 (included at docs/index.md:3): ZeroDivisionError"
+        in result.stderr
+    )
+
+
+def test_lines_after_an_include_keep_their_page_numbers(tmp_path):
+    page = INCLUDING_PAGE.format(last='raise ValueError("after the include")')
+    result = build_with_snippets(tmp_path, page, "result = x * 21\n")
+    assert result.returncode != 0
+    assert "docs/index.md:7: ValueError: after the include" in result.stderr

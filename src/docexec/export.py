@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_SNIPPET = re.compile(r'^(?P<indent>\s*)--8<--\s+"(?P<path>[^"]+)"\s*$')
+#: A pymdownx.snippets include line: ``--8<-- "path"``.
+SNIPPET = re.compile(r'^(?P<indent>\s*)--8<--\s+"(?P<path>[^"]+)"\s*$')
 
 
 @dataclass
@@ -63,7 +64,7 @@ def expand_snippets(text: str, base_paths: list[Path]) -> str:
     """
     lines = []
     for line in text.split("\n"):
-        match = _SNIPPET.match(line)
+        match = SNIPPET.match(line)
         found = None
         if match:
             for base in base_paths:

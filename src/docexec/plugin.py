@@ -30,7 +30,14 @@ from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.utils import write_file
 from pymdownx.superfences import SuperFencesException
 
-from docexec.export import ExecutedBlock, PageExport, expand_snippets, to_notebook, to_script
+from docexec.export import (
+    SNIPPET,
+    ExecutedBlock,
+    PageExport,
+    expand_snippets,
+    to_notebook,
+    to_script,
+)
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -163,6 +170,10 @@ def annotate_fences(markdown: str, first_line: int = 1) -> str:
     return scan_fences(markdown, first_line)[0]
 
 
+def _nonblank(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line.strip()]
+
+
 def _git(root: Path, *args: str) -> str | None:
     """What ``git ARGS`` prints in ``root``, stripped; ``None`` outside git or on error."""
     try:
@@ -292,6 +303,64 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             self.worker.close()
             self.worker = None
 
+    def _included_parts(self, fence: int, source: str) -> tuple[tuple[str, int, str], ...]:
+        """Split a block that includes files into page parts and file parts.
+
+        Each ``--8<-- "file"`` line of the fence's own text (before pymdownx.snippets
+        expanded it) becomes a part with the file's path and lines, the rest parts
+        with the page's. Returns ``()`` (run the block as one piece, at page lines)
+        when the block includes nothing, or when the parts do not add up to the code
+        that ran or do not each compile on their own (an include inside a function).
+        """
+        span = next((s for s in self.spans if s[2] == fence), None)
+        if span is None:
+            return ()
+        first, last, _ = span
+        opening = self.lines[first]
+        indent = opening[: len(opening) - len(opening.lstrip())]
+        parts: list[tuple[str, int, str]] = []
+        pending: list[str] = []
+        start = fence + 1
+        for offset, raw in enumerate(self.lines[first + 1 : last]):
+            text = raw.removeprefix(indent)
+            match = SNIPPET.match(text)
+            found = None
+            if match:
+                found = next(
+                    (
+                        b / match["path"]
+                        for b in self.snippet_paths
+                        if (b / match["path"]).is_file()
+                    ),
+                    None,
+                )
+            if found is None or match["indent"]:
+                if not pending:
+                    start = fence + 1 + offset
+                pending.append(text)
+                continue
+            if pending:
+                parts.append((self.page_path, start, "\n".join(pending)))
+                pending = []
+            try:
+                path = found.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                return ()
+            parts.append((path, 1, found.read_text().rstrip("\n")))
+        if pending:
+            parts.append((self.page_path, start, "\n".join(pending)))
+        if all(path == self.page_path for path, _line, _text in parts):
+            return ()
+        # pymdownx.snippets may add blank lines around an include: compare the rest.
+        if _nonblank("\n".join(text for *_, text in parts)) != _nonblank(source):
+            return ()
+        for path, _line, text in parts:
+            try:
+                compile(text, path, "exec")
+            except SyntaxError:
+                return ()
+        return tuple(parts)
+
     # Formatters -------------------------------------------------------------
 
     def _format_python(self, **kwargs: Any):
@@ -339,13 +408,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         def run(source: str, session: str | None = None, **_: Any) -> str:
             if self.worker is None:
                 self.worker = PageWorker(self.root, self.page_path, self.config.seed)
-            block = Block(kind, source, session or "", line, raises, workdir)
+            parts = self._included_parts(fence, source) if kind == "python" else ()
+            block = Block(kind, source, session or "", line, raises, workdir, parts)
             started = time.perf_counter()
             try:
                 result = self.worker.run(block, timeout)
             except ExampleFailure as failure:
                 self._close()
                 where = f"{self.page_path}:{failure.line if failure.line > 0 else line}"
+                if failure.path:
+                    where = f"{failure.path}:{failure.line} (included at {self.page_path}:{fence})"
                 raise ExampleError(f"{where}: {failure}") from None
             except Exception as error:
                 # SuperFences would swallow anything but an ExampleError and show the

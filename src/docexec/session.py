@@ -21,7 +21,7 @@ import sysconfig
 import tempfile
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -52,6 +52,8 @@ class BlockResult:
     timed_out: bool = False
     raised: list[int] = field(default_factory=list)
     """Indices of the statements (``pycon``) that raised the expected exception."""
+    path: str = ""
+    """The file the error is in, when it is not the page (an included file)."""
 
 
 class _Output(io.StringIO):
@@ -467,11 +469,15 @@ def run_python(
     filename: str,
     first_line: int,
     raises: str | None = None,
+    parts: Sequence[tuple[str, int, str]] = (),
 ) -> BlockResult:
     """Run a ``python`` block as a script and return what it wrote to stdout.
 
     The code is compiled as if it stood at its place in the page, so tracebacks
-    name ``filename`` and the page's own line numbers.
+    name ``filename`` and the page's own line numbers. A block that includes files
+    (``--8<--`` snippets) can be given as ``parts`` instead: each part is compiled
+    with its own file's name and lines, and run in turn, so an error in an included
+    file names that file and its line.
 
     Args:
         source: The block's code.
@@ -479,27 +485,37 @@ def run_python(
         filename: The page's path, such as ``docs/weight-shapes.md``.
         first_line: The page line of the block's first line.
         raises: The name of the exception the block is meant to show, if any.
+        parts: ``(path, first_line, code)`` pieces that together make ``source``.
 
     Returns:
         The output (with the traceback appended when ``raises`` matched), or an
-        error naming the page line.
+        error naming the line (and, for an included file, the path) that raised.
     """
-    try:
-        compiled = compile("\n" * (first_line - 1) + source, filename, "exec")
-    except SyntaxError as exc:
-        return BlockResult(error=_describe(exc), line=exc.lineno or first_line)
-    _remember_lines(filename, first_line, source)
+    parts = list(parts) or [(filename, first_line, source)]
+    compiled = []
+    for path, line, text in parts:
+        try:
+            compiled.append(compile("\n" * (line - 1) + text, path, "exec"))
+        except SyntaxError as exc:
+            return BlockResult(
+                error=_describe(exc),
+                line=exc.lineno or line,
+                path="" if path == filename else path,
+            )
+        _remember_lines(path, line, text)
+    files = {path for path, _line, _code in parts}
     buffer = _Output()
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
-            exec(compiled, module.__dict__)
+            for code_object in compiled:
+                exec(code_object, module.__dict__)
     except StopExample:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends must fail the build too
-        line = (_lines_in(exc.__traceback__, filename) or [first_line])[-1]
+        path, line = _deepest_frame_in(exc.__traceback__, files) or (parts[0][0], parts[0][1])
         if _exception_matches(exc, raises):
             tb = exc.__traceback__
-            while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+            while tb is not None and tb.tb_frame.f_code.co_filename not in files:
                 tb = tb.tb_next
             shown = "".join(traceback.format_exception(type(exc), exc, tb))
             return BlockResult(output=buffer.getvalue() + shown, raised=[0])
@@ -508,7 +524,12 @@ def run_python(
         else:
             message = _describe(exc)
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return BlockResult(output=buffer.getvalue(), error=f"{message}\n\n{trace}", line=line)
+        return BlockResult(
+            output=buffer.getvalue(),
+            error=f"{message}\n\n{trace}",
+            line=line,
+            path="" if path == filename else path,
+        )
     if raises:
         return BlockResult(
             output=buffer.getvalue(),
@@ -516,3 +537,13 @@ def run_python(
             line=first_line,
         )
     return BlockResult(output=buffer.getvalue())
+
+
+def _deepest_frame_in(tb: TracebackType | None, files: set[str]) -> tuple[str, int] | None:
+    """The file and line of the innermost traceback frame from one of ``files``."""
+    found = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in files:
+            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found

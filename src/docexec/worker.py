@@ -52,6 +52,8 @@ class Block:
         raises: The exception the block is meant to show, if any.
         workdir: The folder the block runs in, relative to the repository root
             (markdown-exec's ``workdir``); the root itself when empty.
+        parts: For a ``python`` block that includes files, ``(path, first_line,
+            code)`` pieces that make up ``source`` (see ``run_python``).
     """
 
     kind: str
@@ -60,6 +62,7 @@ class Block:
     first_line: int
     raises: str | None = None
     workdir: str = ""
+    parts: tuple[tuple[str, int, str], ...] = ()
 
 
 def seed_everything(seed: int) -> None:
@@ -132,6 +135,7 @@ def serve(conn: Connection, root: str, page: str, seed: int) -> None:
                     filename=page,
                     first_line=block.first_line,
                     raises=block.raises,
+                    parts=block.parts,
                 )
         except StopExample as stop:
             tb = stop.__traceback__
@@ -159,11 +163,15 @@ def _close_live_workers() -> None:
 
 
 class ExampleFailure(Exception):
-    """A block failed; ``str()`` is the message, ``line`` the page line it names."""
+    """A block failed; ``str()`` is the message, ``line`` the line it names.
 
-    def __init__(self, message: str, line: int) -> None:
+    ``path`` is the file that line is in when it is not the page (an included file).
+    """
+
+    def __init__(self, message: str, line: int, path: str = "") -> None:
         super().__init__(message)
         self.line = line
+        self.path = path
 
 
 class PageWorker:
@@ -238,7 +246,7 @@ class PageWorker:
                 continue
             result: BlockResult = payload
             if result.error:
-                raise ExampleFailure(result.error, result.line)
+                raise ExampleFailure(result.error, result.line, result.path)
             return result
 
     def _death(self) -> str:
