@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -224,25 +226,29 @@ def test_search_finds_a_term_from_a_page_body(browser, site_pages, built_site, s
         context.close()
 
 
-def first_code_block(built_site: Path, site_pages: list) -> tuple:
-    """The first page with a code block: the page, the block's index on it, its text."""
+def code_blocks(built_site: Path, site_pages: list):
+    """Every code block of the site, in order: its page, its index there, its ``<code>``."""
     for site_page in site_pages:
         file = built_site / site_page.path
         file = file / "index.html" if file.is_dir() else file
         soup = BeautifulSoup(file.read_text(), "html.parser")
         for number, code in enumerate(soup.select("pre > code")):
             if code.get_text().strip():
-                return site_page, number, code.get_text()
-    pytest.fail("no page of the site has a code block")
+                yield site_page, number, code
 
 
-def test_copy_button_copies_the_code_block(browser, site_pages, built_site):
-    site_page, number, expected = first_code_block(built_site, site_pages)
+def is_pycon(code) -> bool:
+    """A ``>>>`` session: Pygments marks its prompts ``.gp``."""
+    return code.select_one(":scope > .gp") is not None
+
+
+def copy_with_the_button(browser, url: str, number: int) -> str:
+    """Click the copy button of the page's ``number``-th code block; what the clipboard holds."""
     context = new_context(browser, permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     placeholder = "(nothing copied yet)"
     try:
-        page.goto(site_page.url)
+        page.goto(url)
         page.evaluate("text => navigator.clipboard.writeText(text)", placeholder)
         block = page.locator("pre:has(> code)").nth(number)
         block.hover()  # the button shows on hover, as a reader's mouse would make it
@@ -250,10 +256,56 @@ def test_copy_button_copies_the_code_block(browser, site_pages, built_site):
         page.wait_for_function(
             "async text => (await navigator.clipboard.readText()) !== text", arg=placeholder
         )
-        copied = page.evaluate("navigator.clipboard.readText()")
+        return page.evaluate("navigator.clipboard.readText()")
     finally:
         context.close()
-    assert copied.rstrip("\n") == expected.rstrip("\n"), f"copied from {site_page.url}"
+
+
+def test_copy_button_copies_a_python_block_as_shown(browser, site_pages, built_site):
+    site_page, number, code = next(
+        block for block in code_blocks(built_site, site_pages) if not is_pycon(block[2])
+    )
+    copied = copy_with_the_button(browser, site_page.url, number)
+    assert copied.rstrip("\n") == code.get_text().rstrip("\n"), f"copied from {site_page.url}"
+
+
+def first_pycon_blocks(built_site: Path, site_pages: list) -> list:
+    """Each page's first ``>>>`` block that shows no traceback: it needs no earlier block."""
+    firsts = {}
+    for site_page, number, code in code_blocks(built_site, site_pages):
+        if is_pycon(code) and site_page.path not in firsts:
+            firsts[site_page.path] = (site_page, number, code)
+    return [block for block in firsts.values() if not block[2].select_one(".gt")]
+
+
+def shown_output(code) -> str:
+    """What a ``>>>`` block shows the interpreter printing: every line without a prompt."""
+    lines = code.get_text().rstrip("\n").split("\n")
+    return "\n".join(line for line in lines if not re.match(r"(>>>|\.\.\.)( |$)", line))
+
+
+@pytest.mark.parametrize("kind", ["one-line statements", "a statement over several lines"])
+def test_copy_button_copies_what_a_reader_types_at_the_prompt(
+    browser, site_pages, built_site, tmp_path, kind
+):
+    blocks = first_pycon_blocks(built_site, site_pages)
+    if kind == "a statement over several lines":
+        blocks = [b for b in blocks if re.search(r"^\.\.\. ", b[2].get_text(), re.M)]
+    assert blocks, f"no page starts with a >>> block of {kind} and no traceback"
+    site_page, number, code = blocks[0]
+    copied = copy_with_the_button(browser, site_page.url, number)
+    assert not re.search(r"^(>>>|\.\.\.)", copied, re.M), f"prompts copied:\n{copied}"
+    # Pasted at the interactive prompt, it prints what the page shows, and nothing fails.
+    result = subprocess.run(
+        [sys.executable, "-q", "-i"],
+        input=copied + "\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Error" not in result.stderr, f"{site_page.url}, copied:\n{copied}\n{result.stderr}"
+    assert result.stdout.rstrip("\n") == shown_output(code), f"{site_page.url}:\n{copied}"
 
 
 def test_palette_toggle_switches_and_is_remembered(browser, site_pages):
