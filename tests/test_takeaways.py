@@ -7,6 +7,7 @@ name (``pip install "<package>[extras] @ <site>/<wheel>"``) fetches the wheel th
 published. A notebook's first cell installs the package; after that every ``.ipynb``
 and every ``.py`` of the site runs top to bottom. Before it is installed, a script
 and a failing install each say in one line what to install.
+And no address on the site, the install's included, is a placeholder.
 """
 
 from __future__ import annotations
@@ -201,3 +202,29 @@ def test_every_script_runs_in_a_readers_venv(installed, takeaways):
         if result.returncode != 0:
             failures.append(f"{script.relative_to(takeaways)}:\n{result.stderr[-3000:]}")
     assert not failures, "\n".join(failures)
+
+
+#: Hosts that are placeholders (RFC 2606 and RFC 6761 names, an owner called "example").
+PLACEHOLDER = re.compile(
+    r"https?://(?:[\w.-]+\.)?(?:example\.(?:com|net|org)|[\w-]+\.(?:example|invalid|test)"
+    r"|example\.github\.io|github\.com/example\b)",
+    re.IGNORECASE,
+)
+
+
+def test_placeholder_hosts_are_recognised():
+    for url in ["https://example.github.io/x/", "https://github.com/example/x", "http://a.test/"]:
+        assert PLACEHOLDER.search(url), url
+    for url in ["https://squidfunk.github.io/mkdocs-material/", "http://127.0.0.1:8000/"]:
+        assert not PLACEHOLDER.search(url), url
+
+
+def test_no_address_on_the_site_is_a_placeholder(built_site):
+    found = []
+    for path in sorted(built_site.rglob("*")):
+        if path.suffix in {".html", ".ipynb", ".py", ".xml", ".json"}:
+            found += [
+                f"{path.relative_to(built_site)}: {m[0]}"
+                for m in PLACEHOLDER.finditer(path.read_text())
+            ]
+    assert not found, "\n".join(found)
