@@ -3,7 +3,9 @@
 Pages are found in the built site (every ``*.html``), so a new page is covered without
 touching this file. On each: no console error, no request to any other host, and no
 WCAG 2.2 A/AA violation that axe-core finds, in the light palette and in the dark one.
-Then the reader's tools: search, the copy button, the palette toggle, the keyboard.
+Then the reader's tools: search, the copy button, the palette toggle, the keyboard. And
+the layout, on a phone and a desktop: figure text large enough, nothing but code scrolling
+sideways, equations lined up.
 """
 
 from __future__ import annotations
@@ -306,6 +308,81 @@ def test_copy_button_copies_what_a_reader_types_at_the_prompt(
     )
     assert "Error" not in result.stderr, f"{site_page.url}, copied:\n{copied}\n{result.stderr}"
     assert result.stdout.rstrip("\n") == shown_output(code), f"{site_page.url}:\n{copied}"
+
+
+#: The smallest text a figure may show, in CSS pixels, at any width.
+MIN_FIGURE_TEXT = 11
+#: Widths a reader's screen has: a phone (an iPhone's 390 CSS px) and a desktop.
+WIDTHS = {"phone": 390, "desktop": 1280}
+
+LAYOUT = """() => {
+  const visible = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  const where = el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.getAttribute("class") ? "." + el.getAttribute("class").trim().split(/\\s+/).join(".") : "");
+  const small = [], outside = [], scrolling = [], unaligned = [];
+  for (const text of document.querySelectorAll("article svg text")) {
+    if (!visible(text) || !text.textContent.trim()) continue;
+    const m = text.getScreenCTM();
+    const size = parseFloat(getComputedStyle(text).fontSize) * Math.hypot(m.a, m.b);
+    const figure = text.closest("svg").querySelector("title")?.textContent || where(text.closest("svg"));
+    const label = `${text.textContent.trim()} in "${figure}"`;
+    if (size < MIN) small.push(`${label}: ${size.toFixed(1)} px`);
+    const r = text.getBoundingClientRect(), s = text.closest("svg").getBoundingClientRect();
+    if (r.left < s.left - 1 || r.right > s.right + 1 || r.top < s.top - 1 || r.bottom > s.bottom + 1)
+      outside.push(label);
+  }
+  for (const el of document.querySelectorAll("body *")) {
+    if (!visible(el) || el.closest("pre")) continue;  // code blocks may scroll
+    const overflow = getComputedStyle(el).overflowX;
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && ["auto", "scroll"].includes(overflow))
+      scrolling.push(`${where(el)} (${el.scrollWidth} px in ${el.clientWidth})`);
+  }
+  const page = document.scrollingElement;
+  if (page.scrollWidth > page.clientWidth) scrolling.push(`the page (${page.scrollWidth} px in ${page.clientWidth})`);
+  for (const math of document.querySelectorAll("article math")) {
+    // Lines of one group of equations: a table's rows, else separate <math> in one box.
+    const rows = math.querySelectorAll("mtr");
+    const lines = rows.length ? [...rows] : [];
+    if (!rows.length && math.parentElement.querySelectorAll(":scope > math").length > 1) {
+      if (math !== math.parentElement.querySelector(":scope > math")) continue;
+      lines.push(...math.parentElement.querySelectorAll(":scope > math"));
+    }
+    const xs = lines.map(line => [...line.querySelectorAll("mo")].find(mo => mo.textContent.trim() === "="))
+      .filter(Boolean).map(mo => Math.round(mo.getBoundingClientRect().left));
+    if (new Set(xs).size > 1) unaligned.push(`${where(math.parentElement)}: "=" at x = ${xs.join(", ")}`);
+  }
+  return {small, outside, scrolling, unaligned};
+}"""
+
+
+@pytest.mark.parametrize("screen", WIDTHS)
+def test_every_page_reads_well_at_this_width(browser, site_pages, screen):
+    context = new_context(browser, viewport={"width": WIDTHS[screen], "height": 900})
+    page = context.new_page()
+    problems = {"small": [], "outside": [], "scrolling": [], "unaligned": []}
+    measured = 0
+    try:
+        for site_page in site_pages:
+            page.goto(site_page.url)
+            found = page.evaluate(LAYOUT.replace("MIN", str(MIN_FIGURE_TEXT)))
+            measured += page.locator("article svg text").count()
+            for kind, items in found.items():
+                problems[kind] += [f"{site_page.name}: {item}" for item in items]
+    finally:
+        context.close()
+    assert measured, "no figure text on any page: the measurement found nothing"
+    titles = {
+        "small": f"figure text under {MIN_FIGURE_TEXT} px",
+        "outside": "figure text cut off by its figure",
+        "scrolling": "scrolls sideways (only code blocks may)",
+        "unaligned": "equations not lined up",
+    }
+    report = [
+        f"{titles[kind]}:\n  " + "\n  ".join(items[:12])
+        for kind, items in problems.items()
+        if items
+    ]
+    assert not report, f"at {WIDTHS[screen]} px:\n" + "\n".join(report)
 
 
 def test_palette_toggle_switches_and_is_remembered(browser, site_pages):
