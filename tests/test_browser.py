@@ -385,6 +385,26 @@ def test_every_page_reads_well_at_this_width(browser, site_pages, screen):
     assert not report, f"at {WIDTHS[screen]} px:\n" + "\n".join(report)
 
 
+@pytest.mark.parametrize("missing", ["no-such-page/", "a/b/c/no-such-page.html"])
+def test_the_404_page_leads_home_from_any_depth(browser, built_site, site_url, missing):
+    # A host serves 404.html at whatever address was missing, at any depth.
+    not_found = (built_site / "404.html").read_text()
+    context = new_context(browser)
+    context.route(
+        site_url + missing,
+        lambda route: route.fulfill(status=404, content_type="text/html", body=not_found),
+    )
+    page = context.new_page()
+    try:
+        page.goto(site_url + missing)
+        page.get_by_role("link", name="Go to the home page").click()
+        page.wait_for_load_state()
+        assert urlsplit(page.url).path.rstrip(".") == urlsplit(site_url).path
+        assert page.locator("article h1").count() == 1
+    finally:
+        context.close()
+
+
 def test_palette_toggle_switches_and_is_remembered(browser, site_pages):
     other = site_pages[-1] if len(site_pages) > 1 else site_pages[0]
     context = new_context(browser)
