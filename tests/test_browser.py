@@ -263,10 +263,23 @@ def copy_with_the_button(browser, url: str, number: int) -> str:
         context.close()
 
 
-def test_copy_button_copies_a_python_block_as_shown(browser, site_pages, built_site):
+def is_python(code) -> bool:
+    """A code block of the page (not the install command), without prompts."""
+    return "highlight" in code.parent.parent.get("class", []) and not is_pycon(code)
+
+
+def is_install_command(code) -> bool:
+    return "docexec-install" in code.parent.get("class", [])
+
+
+@pytest.mark.parametrize("which", [is_python, is_install_command])
+def test_copy_button_copies_a_block_without_prompts_as_shown(
+    browser, site_pages, built_site, which
+):
     site_page, number, code = next(
-        block for block in code_blocks(built_site, site_pages) if not is_pycon(block[2])
+        (block for block in code_blocks(built_site, site_pages) if which(block[2])), (None,) * 3
     )
+    assert site_page, f"no code block on the site for which {which.__name__}"
     copied = copy_with_the_button(browser, site_page.url, number)
     assert copied.rstrip("\n") == code.get_text().rstrip("\n"), f"copied from {site_page.url}"
 
