@@ -52,4 +52,4 @@ benchmark: setup
 	$(BIN)/python benchmarks/page_times.py
 
 clean:
-	rm -rf site .site-build
+	rm -rf site .site-build .cache/docexec

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import BuildResult, build_in_process
 
 pytestmark = pytest.mark.site
 
@@ -29,15 +30,20 @@ markdown_extensions:
 
 
 def build(
-    tmp_path: Path, pages: dict[str, str], timeout: float = 30
-) -> subprocess.CompletedProcess:
-    """Write ``pages`` under docs/ and run a strict ``mkdocs build``."""
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout))
+    tmp_path: Path, pages: dict[str, str], timeout: float = 30, config: str = ""
+) -> BuildResult:
+    """Write ``pages`` under docs/ and run a strict ``mkdocs build`` (in this process)."""
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout) + config)
     docs = tmp_path / "docs"
     docs.mkdir(exist_ok=True)
     for name, text in pages.items():
         (docs / name).write_text(textwrap.dedent(text))
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
+    return build_in_process(tmp_path, {"SOURCE_DATE_EPOCH": "1700000000"})
+
+
+def build_command(tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``mkdocs build --strict`` as a command, for what only a new process shows."""
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000", **(env or {}))
     return subprocess.run(
         [*MKDOCS, "build", "--strict"],
         cwd=tmp_path,
@@ -349,8 +355,9 @@ def test_set_order_is_the_same_whatever_hash_seed_the_build_starts_with(tmp_path
         (site / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
         (site / "docs").mkdir()
         (site / "docs" / "index.md").write_text(page)
-        env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONHASHSEED=seed)
-        subprocess.run([*MKDOCS, "build", "--strict"], cwd=site, env=env, check=True, timeout=300)
+        # The seed is read when a process starts: this needs a new mkdocs process.
+        result = build_command(site, {"PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr
         shown.append(code_blocks(site / "site" / "index.html"))
     assert shown[0] == shown[1]
 
@@ -445,20 +452,13 @@ SNIPPETS_CONFIG = (
 )
 
 
-def build_with_snippets(tmp_path: Path, page: str, included: str) -> subprocess.CompletedProcess:
+def build_with_snippets(tmp_path: Path, page: str, included: str) -> BuildResult:
     """Build ``page``, which includes ``docs/examples/compute.py`` (holding ``included``)."""
     (tmp_path / "docs" / "examples").mkdir(parents=True)
     (tmp_path / "docs" / "examples" / "compute.py").write_text(included)
     (tmp_path / "docs" / "index.md").write_text(page)
     (tmp_path / "mkdocs.yml").write_text(SNIPPETS_CONFIG.format(timeout=30))
-    return subprocess.run(
-        [*MKDOCS, "build", "--strict"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
-        timeout=300,  # a guard against a hung build, not a measurement
-    )
+    return build_in_process(tmp_path)
 
 
 INCLUDING_PAGE = """\
@@ -488,3 +488,34 @@ def test_lines_after_an_include_keep_their_page_numbers(tmp_path):
     result = build_with_snippets(tmp_path, page, "result = x * 21\n")
     assert result.returncode != 0
     assert "docs/index.md:7: ValueError: after the include" in result.stderr
+
+
+def test_width_applies_in_the_example_process_to_its_block_only(tmp_path):
+    show = 'import os\nprint(os.environ.get("COLUMNS"))'
+    page = (
+        f'```python exec="on" result="text"\n{show}\n```\n\n'
+        f'```python exec="on" result="text" width="33"\n{show}\n```\n\n'
+        f'```python exec="on" result="text"\n{show}\n```\n'
+    )
+    result = build_in_process_page(tmp_path, page, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.log
+    assert code_blocks(tmp_path / "site" / "index.html") == ["80\n", "33\n", "80\n"]
+
+
+def test_workdir_holds_when_the_build_runs_from_another_folder(tmp_path):
+    page = '```python exec="on" workdir="docs" result="text"\nimport os\nprint(sorted(os.listdir()))\n```\n'
+    (tmp_path / "elsewhere").mkdir()
+    result = build_in_process_page(tmp_path, page, cwd=tmp_path / "elsewhere")
+    assert result.returncode == 0, result.log
+    assert code_blocks(tmp_path / "site" / "index.html") == ["['index.md']\n"]
+
+
+def build_in_process_page(tmp_path: Path, page: str, **kwargs) -> BuildResult:
+    """Build a one-page site whose config names its folders absolutely (a build from anywhere)."""
+    (tmp_path / "docs").mkdir(exist_ok=True)
+    (tmp_path / "docs" / "index.md").write_text(page)
+    (tmp_path / "mkdocs.yml").write_text(
+        CONFIG.format(timeout=30)
+        + f"docs_dir: {tmp_path / 'docs'}\nsite_dir: {tmp_path / 'site'}\n"
+    )
+    return build_in_process(tmp_path, **kwargs)

@@ -113,16 +113,30 @@ def test_link_checks_report_a_broken_link_and_broken_anchors(serve, tmp_path):
     assert same_page_anchor_problems(site) == ["index.html: #bottom"]
 
 
-def test_two_builds_are_byte_identical(build_site, built_site, tmp_path):
-    # built_site is the session's build; build once more, with the same SOURCE_DATE_EPOCH.
-    again = build_site(tmp_path)
-    first = {p.relative_to(built_site): p for p in built_site.rglob("*") if p.is_file()}
-    second = {p.relative_to(again): p for p in again.rglob("*") if p.is_file()}
-    assert sorted(first) == sorted(second), {
-        "only in the first build": sorted(map(str, first.keys() - second.keys())),
-        "only in the second": sorted(map(str, second.keys() - first.keys())),
+def site_files(site: Path) -> dict[str, bytes]:
+    return {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+
+
+def differences(first: dict[str, bytes], second: dict[str, bytes]) -> dict[str, list[str]]:
+    return {
+        "only in the first build": sorted(first.keys() - second.keys()),
+        "only in the second": sorted(second.keys() - first.keys()),
+        "differ": sorted(
+            name for name in first.keys() & second.keys() if first[name] != second[name]
+        ),
     }
-    differ = sorted(
-        str(path) for path in first if first[path].read_bytes() != second[path].read_bytes()
-    )
-    assert not differ, f"files that differ between two builds: {differ}"
+
+
+def test_cold_and_warm_builds_are_byte_identical(build_site, built_site, tmp_path):
+    """Whatever the cache holds: the session's build, a build that runs every page, and
+    one that replays every page (the session's build has just recorded them all) are
+    the same bytes."""
+    session = site_files(built_site)
+    cold = build_site(tmp_path / "cold", {"DOCEXEC_CACHE": "0"})
+    log = (tmp_path / "cold" / "build.log").read_text()
+    assert not re.search(r": reused \d+ blocks", log) and re.search(r": ran \d+ blocks", log)
+    assert differences(session, site_files(cold)) == differences({}, {})
+    warm = build_site(tmp_path / "warm")
+    log = (tmp_path / "warm" / "build.log").read_text()
+    assert not re.search(r": ran \d+ blocks", log) and re.search(r": reused \d+ blocks", log)
+    assert differences(session, site_files(warm)) == differences({}, {})

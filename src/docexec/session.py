@@ -54,6 +54,8 @@ class BlockResult:
     """Indices of the statements (``pycon``) that raised the expected exception."""
     path: str = ""
     """The file the error is in, when it is not the page (an included file)."""
+    files: list[str] = field(default_factory=list)
+    """Repository files the process read while the block ran (see ``worker.ReadFiles``)."""
 
 
 class _Output(io.StringIO):

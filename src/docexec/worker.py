@@ -17,6 +17,8 @@ import multiprocessing.util  # registers its exit handler now, before ours (see 
 import os
 import random
 import signal
+import sys
+import sysconfig
 import time
 import weakref
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ class Block:
             (markdown-exec's ``workdir``); the root itself when empty.
         parts: For a ``python`` block that includes files, ``(path, first_line,
             code)`` pieces that make up ``source`` (see ``run_python``).
+        width: The console width the block sees as ``COLUMNS`` (markdown-exec's
+            ``width``); 0 leaves ``COLUMNS`` as the build has it.
     """
 
     kind: str
@@ -63,6 +67,19 @@ class Block:
     raises: str | None = None
     workdir: str = ""
     parts: tuple[tuple[str, int, str], ...] = ()
+    width: int = 0
+
+    def signature(self) -> dict:
+        """What identifies the block apart from where it stands on the page."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "session": self.session,
+            "raises": self.raises,
+            "workdir": self.workdir,
+            "parts": [list(part) for part in self.parts],
+            "width": self.width,
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -91,6 +108,73 @@ def _raise_stop(_signum: int, _frame: object) -> None:
     raise StopExample
 
 
+class ReadFiles:
+    """The repository files and folders this process reads, as the cache needs them.
+
+    An audit hook sees every ``open`` and folder listing (``os.listdir``,
+    ``os.scandir``, ``glob``), whether it succeeded or not; :meth:`take` adds the
+    source file of every module imported since (a module whose bytecode is cached
+    opens only its ``.pyc``). Only paths inside the repository count, outside its
+    virtual environment and ``__pycache__`` folders: installed distributions are
+    keyed by version instead. The folders the import system lists to find modules
+    (``sys.path`` entries and packages) are left out: an editor's swap file there
+    says nothing about the page, and the modules themselves are counted.
+
+    Args:
+        root: The repository root.
+    """
+
+    _LISTINGS = frozenset({"os.listdir", "os.scandir", "glob.glob"})
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.join(os.path.realpath(root), "")
+        paths = sysconfig.get_paths()
+        self.skip = tuple(
+            os.path.join(os.path.realpath(p), "")
+            for p in {sys.prefix, paths["purelib"], paths["platlib"], paths["stdlib"]}
+        )
+        self.found: set[str] = set()
+        self.listed: set[str] = set()
+        self._modules: dict[str, object] = {}
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        listing = event in self._LISTINGS
+        if (event == "open" or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            self._note(args[0], self.listed if listing else self.found)
+
+    def _note(self, path, into: set[str]) -> None:
+        try:
+            path = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError, OSError):
+            return
+        if (
+            path.startswith(self.root)
+            and not path.startswith(self.skip)
+            and "__pycache__" not in path
+        ):
+            into.add(path[len(self.root) :])
+
+    def take(self) -> list[str]:
+        """What was read since the last call, as paths relative to the root."""
+        import_dirs: set[str] = set()
+        for path in sys.path:
+            self._note(path or ".", import_dirs)
+        for name, module in list(sys.modules.items()):
+            folders = getattr(module, "__path__", None)
+            if isinstance(folders, list):  # a package; not torch's odd namespaces
+                for folder in folders:
+                    self._note(folder, import_dirs)
+            if self._modules.get(name) is not module:
+                self._modules[name] = module
+                file = getattr(module, "__file__", None)
+                if isinstance(file, str) and os.path.isabs(file):
+                    self._note(file, self.found)
+        found = self.found | (self.listed - import_dirs)
+        self.found, self.listed = set(), set()
+        return sorted(found)
+
+
 def serve(conn: Connection, root: str, page: str, seed: int) -> None:
     """Run a page's blocks as they arrive on ``conn`` until it closes.
 
@@ -102,6 +186,8 @@ def serve(conn: Connection, root: str, page: str, seed: int) -> None:
     """
     os.chdir(root)
     signal.signal(signal.SIGUSR1, _raise_stop)
+    read = ReadFiles(root)
+    columns = os.environ.get("COLUMNS")
     seed_everything(seed)
     scrub = PathScrubber(Path(root))
     stabilize = AddressStabilizer()
@@ -114,6 +200,12 @@ def serve(conn: Connection, root: str, page: str, seed: int) -> None:
         if block is None:
             return
         os.chdir(os.path.join(root, block.workdir))
+        if block.width:
+            os.environ["COLUMNS"] = str(block.width)
+        elif columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
         module = sessions.get(block.session) if block.session else None
         if module is None:
             module = new_session_module()
@@ -149,6 +241,7 @@ def serve(conn: Connection, root: str, page: str, seed: int) -> None:
             result = BlockResult(error="stopped", line=line, timed_out=True)
         result.output = stabilize(scrub(result.output))
         result.error = scrub(result.error)
+        result.files = read.take()
         conn.send(("done", result))
 
 
