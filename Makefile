@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml requirements.lock
 		--constraint requirements.lock --editable '.[docs,test]'
 	touch $(STAMP)
 
+# A busy port is said in one line before anything is built: make serve PORT=8001.
+PORT ?= 8000
 serve: setup
-	$(BIN)/mkdocs serve --livereload
+	@$(BIN)/python -c 'import socket, sys; s = socket.socket(); \
+	s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+	sys.exit(0) if s.connect_ex(("127.0.0.1", $(PORT))) else \
+	sys.exit("make serve: port $(PORT) is in use; try make serve PORT=8001")'
+	$(BIN)/mkdocs serve --livereload --dev-addr 127.0.0.1:$(PORT)
 
 # Build into a scratch folder and swap it in only on success: a failed build
 # never leaves a half-built site/ behind.
@@ -47,9 +53,11 @@ lock: setup
 		| sed '1i # Exact versions of everything the build and the tests import. Regenerate with `make lock`.' \
 		> requirements.lock
 
-# Figures, not assertions: how long each page's examples take to run.
+# Figures, not assertions: how long each page's examples take to run, then cold and
+# warm builds and edit-to-screen latency under mkdocs serve.
 benchmark: setup
 	$(BIN)/python benchmarks/page_times.py
+	$(BIN)/python benchmarks/build_and_serve.py
 
 clean:
 	rm -rf site .site-build .cache/docexec
