@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -147,23 +148,37 @@ def test_a_failed_build_publishes_no_traceback(tmp_path):
 
 
 def test_raises_renders_the_traceback_with_portable_paths(tmp_path):
+    """Frames in the repository, the standard library and site-packages, none absolute."""
+    (tmp_path / "helper_here.py").write_text(
+        "import json\n\ndef parse(text):\n    return json.loads(text)\n"
+    )
     result = build(
         tmp_path,
         {
             "index.md": """\
+            ```pycon exec="on" raises="JSONDecodeError"
+            >>> import os, sys
+            >>> sys.path.insert(0, os.getcwd())
+            >>> import helper_here
+            >>> helper_here.parse("{")
+            ```
+
             ```pycon exec="on" raises="RuntimeError"
             >>> import torch
-            >>> torch.ones(3, 4) @ torch.ones(3)
+            >>> torch.nn.Linear(2, 3)(torch.ones(4))
             ```
             """
         },
     )
     assert result.returncode == 0, result.stderr
-    [block] = code_blocks(tmp_path / "site/index.html")
-    assert "Traceback (most recent call last):" in block
-    assert "RuntimeError:" in block
-    assert str(tmp_path) not in block
-    assert "/site-packages" not in block or 'File "site-packages/' in block
+    [ours, torch_error] = code_blocks(tmp_path / "site/index.html")
+    assert 'File "./helper_here.py", line 4, in parse' in ours
+    stdlib = f"python{sys.version_info.major}.{sys.version_info.minor}/json/"
+    assert f'File "{stdlib}' in ours
+    assert 'File "site-packages/torch/nn/modules/' in torch_error
+    for block in (ours, torch_error):
+        assert not re.search(r'File "/', block), block
+        assert str(tmp_path) not in block and sys.prefix not in block
 
 
 def test_raises_fails_when_nothing_is_raised(tmp_path):
