@@ -158,7 +158,7 @@ def test_raises_renders_the_traceback_with_portable_paths(tmp_path):
             "index.md": """\
             ```pycon exec="on" raises="JSONDecodeError"
             >>> import os, sys
-            >>> sys.path.insert(0, os.getcwd())
+            >>> sys.path.insert(0, os.environ["DOCEXEC_ROOT"])
             >>> import helper_here
             >>> helper_here.parse("{")
             ```

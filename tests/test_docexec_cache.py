@@ -41,7 +41,7 @@ PAGES = {
 
         ```python exec="on" result="text"
         import os, sys
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, os.environ["DOCEXEC_ROOT"])
         import helper
         print(helper.VALUE)
         ```
@@ -51,7 +51,7 @@ PAGES = {
 
         ```python exec="on" result="text"
         import os, sys
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, os.environ["DOCEXEC_ROOT"])
         import other_helper
         print(other_helper.VALUE)
         ```
@@ -60,7 +60,8 @@ PAGES = {
         # Reads a file
 
         ```pycon exec="on"
-        >>> open("data.txt").read()
+        >>> import os
+        >>> open(os.path.join(os.environ["DOCEXEC_ROOT"], "data.txt")).read()
         ```
         """,
     "plain.md": """\

@@ -230,7 +230,8 @@ def test_a_new_prompt_closes_an_open_block_as_enter_would():
     source = ">>> def f():\n...     return 1\n>>> f()"
     result = run_pycon(source, new_session_module(), first_line=1)
     assert not result.error, result.error
-    assert result.output == ">>> def f():\n...     return 1\n...\n>>> f()\n1"
+    # "... " with its space, as the interpreter prints the prompt of an empty line.
+    assert result.output == ">>> def f():\n...     return 1\n... \n>>> f()\n1"
 
 
 def test_an_error_inside_an_earlier_function_names_the_calling_line():

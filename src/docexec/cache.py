@@ -8,7 +8,8 @@ the outputs of its blocks, in order, under a key made of
   their versions, and the plugin settings that change output (the seed);
 - every file inside the repository that the page's process imported, opened or
   listed while it ran, by content (observed in the process, see
-  :mod:`docexec.worker`), and whether each was there at all.
+  :mod:`docexec.worker`), and whether each was there at all;
+- every environment variable the page's process read, with its value.
 
 On the next build a page whose key still matches is not run: its record is
 replayed. A record that cannot be read (truncated, corrupt, another format) is a
@@ -31,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 
 #: Bumped whenever a record's meaning changes; older records are then misses.
-FORMAT = 1
+FORMAT = 2
 
 
 def digest(*parts: object) -> str:
@@ -92,6 +93,8 @@ class Record:
             :func:`fingerprint` then.
         blocks: Its blocks, in the order they ran.
         seconds: How long they took to run.
+        environ: Each environment variable its process read, with its value then
+            (``None``: not set).
     """
 
     page: str
@@ -101,6 +104,7 @@ class Record:
     files: dict[str, str | None]
     blocks: list[BlockRecord]
     seconds: float
+    environ: dict[str, str | None] = field(default_factory=dict)
     format: int = FORMAT
 
     @property
@@ -166,6 +170,9 @@ class ExecutionCache:
         for name, state in record.files.items():
             if fingerprint(self.root / name) != state:
                 raise CacheMiss(f"{name} changed")
+        for name, value in record.environ.items():
+            if os.environ.get(name) != value:
+                raise CacheMiss(f"${name} changed")
         return record
 
     def store(self, record: Record) -> None:

@@ -9,6 +9,7 @@ as plain code) fail here instead, naming the fence.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
 #: Languages whose fences docexec runs.
 LANGUAGES = ("python", "py", "pycon")
 
-#: Options a block may carry beyond those markdown-exec's validator takes out itself.
-KNOWN_EXTRA = {"title"}
+#: Options a block may carry beyond those markdown-exec's validator takes out itself:
+#: they are passed on to the code block that shows it (pymdownx.highlight's options).
+KNOWN_EXTRA = {"title", "hl_lines", "linenums"}
 #: Every option a python/pycon block may carry, for error messages.
 KNOWN_OPTIONS = KNOWN_EXTRA | {
     "exec",
@@ -86,11 +88,42 @@ def _executes(lang: str, options: dict[str, str]) -> bool:
     return lang in auto or options.get("exec", "no").lower() not in {"", "no", "off", "false", "0"}
 
 
+#: A line of a block quote: its ``>`` markers, which the fence's own text follows.
+_QUOTE = re.compile(r"^(?P<quote>(?:[ ]{0,3}>[ ]?)+)")
+#: A line that opens a container whose content is indented under it.
+_CONTAINER = re.compile(
+    r"^(?P<indent>\s*)(?:(?P<block>!!!|\?\?\?\+?|===)\s|(?P<item>(?:[-*+]|\d+[.)])\s+))"
+)
+#: A marker an executable fence gets where it must not run (an HTML comment).
+SKIP_KEY = "docexec_skip"
+
+
+def _indent(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
+
+
+def _content_indent(lines: list[str], index: int) -> int:
+    """The indent of the content of the container ``lines[index]`` sits in (0 at top level)."""
+    own = _indent(lines[index])
+    for previous in reversed(lines[:index]):
+        if not previous.strip() or _indent(previous) >= own:
+            continue
+        match = _CONTAINER.match(previous.expandtabs(4))
+        if match is None:
+            return 0
+        if match.group("block"):
+            return len(match.group("indent")) + 4
+        return len(match.group(0))
+    return 0
+
+
 def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[Fence]]:
     """Tag each executable ``python``/``pycon`` fence with the page line it opens on.
 
-    Fences nested in another fence (a Markdown example of fence syntax) are left
-    alone.
+    Only fences that Markdown renders as fences count: one nested in another fence
+    (a Markdown example of fence syntax) or indented as code (four spaces past its
+    container's content) is shown as text and left alone; one inside an HTML comment
+    is marked so that it is not run. Fences in block quotes (``> ```python``) count.
 
     Args:
         markdown: The page's Markdown.
@@ -102,13 +135,18 @@ def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[Fence]]:
 
     Raises:
         FenceError: A fence's ``returncode`` or ``width`` is not a whole number
-            (markdown-exec would quietly show the block as plain code).
+            (markdown-exec would quietly show the block as plain code), or a fence of
+            a language docexec does not run says ``exec``.
     """
     lines = markdown.split("\n")
     fences: list[Fence] = []
     open_fence: str | None = None
     opened_at: int | None = None
-    for index, line in enumerate(lines):
+    in_comment = False
+    for index, full in enumerate(lines):
+        quote = _QUOTE.match(full)
+        prefix = quote.group("quote") if quote else ""
+        line = full[len(prefix) :]
         match = _FENCE.match(line)
         if open_fence is not None:
             if (
@@ -122,28 +160,37 @@ def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[Fence]]:
                     opened_at = None
             continue
         if not match:
+            if "<!--" in line and "-->" not in line.split("<!--")[-1]:
+                in_comment = True
+            elif in_comment and "-->" in line:
+                in_comment = False
             continue
+        if not prefix and _indent(line) - _content_indent(lines, index) >= 4:
+            continue  # an indented code block that shows fence syntax
         open_fence = match.group("fence")
         info = match.group("info")
         lang = _LANG.match(info)
         options = _options(info)
-        if (
-            not lang
-            or lang.group("lang") not in LANGUAGES
-            or not _executes(lang.group("lang"), options)
-        ):
+        if not lang or not _executes(lang.group("lang"), options):
             continue
+        if lang.group("lang") not in LANGUAGES:
+            raise FenceError(
+                first_line + index,
+                f"a {lang.group('lang')} fence says exec=, but docexec runs only "
+                f"{', '.join(LANGUAGES)} fences; remove exec= to show it as code",
+            )
         for key in ("returncode", "width"):
             value = options.get(key)
             if value is not None and not re.fullmatch(r"[+-]?\d+", value.strip()):
                 raise FenceError(first_line + index, f"{key}= takes a whole number, not {value!r}")
-        opened_at = index
-        tag = f'{LINE_KEY}="{first_line + index}"'
+        tag = f'{SKIP_KEY}="1"' if in_comment else f'{LINE_KEY}="{first_line + index}"'
+        if not in_comment:
+            opened_at = index
         if info.rstrip().endswith("}"):
             info = info.rstrip()[:-1].rstrip() + f" {tag} }}"
         else:
             info = f"{info.rstrip()} {tag}"
-        lines[index] = match.group("indent") + match.group("fence") + info
+        lines[index] = prefix + match.group("indent") + match.group("fence") + info
     return "\n".join(lines), fences
 
 
@@ -162,6 +209,7 @@ class BlockOptions:
         timeout: Seconds the block may run.
         workdir: The folder it runs in, relative to the repository root ("" for the root).
         width: The console width it sees (``COLUMNS``), 0 to leave it alone.
+        skip: The fence is in an HTML comment: it is not run.
     """
 
     line: int
@@ -169,6 +217,7 @@ class BlockOptions:
     timeout: float
     workdir: str
     width: int
+    skip: bool = False
 
 
 def take_options(kind: str, options: dict, default_timeout: float) -> BlockOptions:
@@ -182,6 +231,7 @@ def take_options(kind: str, options: dict, default_timeout: float) -> BlockOptio
         FenceError: An option is unknown or its value is wrong.
     """
     extra = dict(options.pop("extra", {}))
+    skip = bool(extra.pop(SKIP_KEY, None))
     line = int(extra.pop(LINE_KEY, "0"))
     raises = extra.pop("raises", None) or None
     if raises is not None and not raises.isidentifier():
@@ -192,6 +242,12 @@ def take_options(kind: str, options: dict, default_timeout: float) -> BlockOptio
         raise FenceError(line, "timeout= takes a number of seconds") from None
     if not timeout > 0:
         raise FenceError(line, "timeout= must be more than 0 seconds")
+    if not math.isfinite(timeout):
+        raise FenceError(line, "timeout= must be a finite number of seconds")
+    if kind == "pycon" and options.get("source"):
+        raise FenceError(
+            line, "source= does not apply to a pycon block: its transcript shows its source"
+        )
     unknown = sorted(set(extra) - KNOWN_EXTRA)
     if unknown:
         raise FenceError(
@@ -202,4 +258,4 @@ def take_options(kind: str, options: dict, default_timeout: float) -> BlockOptio
     options["extra"] = extra
     workdir = options.pop("workdir", None) or ""
     width = int(options.pop("width", 0) or 0)
-    return BlockOptions(line, raises, timeout, workdir, width)
+    return BlockOptions(line, raises, timeout, workdir, width, skip)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ from docexec.fences import Fence, FenceError, scan_fences, take_options
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
+
+#: The indentation and block-quote markers before a fence's backticks.
+_QUOTE_OR_SPACE = re.compile(r"^[\s>]*")
 
 
 class ExampleError(PluginError, SuperFencesException):
@@ -125,6 +129,7 @@ class PageRun:
         blocks: What each block was, for the notebook and script, by fence line.
         records: Each block as the cache records it.
         files: Repository files the page's process read.
+        environ: Environment variables it read, with their values.
         seconds: Time spent running (or replaying) blocks.
     """
 
@@ -138,6 +143,7 @@ class PageRun:
     blocks: dict[int, ExecutedBlock] = field(default_factory=dict)
     records: list[BlockRecord] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
+    environ: dict[str, str | None] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -145,9 +151,17 @@ class PageRun:
         return self.replay is not None and bool(self.sent)
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+        """End the page's process; what its ``atexit`` handlers printed fails the page."""
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        worker.close()
+        if worker.atexit_output.strip():
+            raise ExampleError(
+                f"{self.path}: an atexit handler printed {worker.atexit_output.strip()!r} "
+                "when the page's process ended; that output belongs to no block (print it "
+                "in a block instead)"
+            )
 
 
 class DocExecPlugin(BasePlugin[DocExecConfig]):
@@ -233,6 +247,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                         files=self.cache.record_files(run.files),
                         blocks=run.records,
                         seconds=round(run.seconds, 3),
+                        environ=run.environ,
                     )
                 )
         export = self._page_export(page, run)
@@ -354,23 +369,46 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             options = take_options(kind, kwargs, self.config.timeout)
         except FenceError as error:
             raise ExampleError(f"{run_.path}:{error}") from None
+        if options.skip:
+            return ""  # a fence inside an HTML comment: never run, nothing shown
         fence = options.line
+        if fence == 0:
+            raise ExampleError(
+                f"{run_.path}: an executable {kind} block that is not in the page's own "
+                "Markdown (a docstring shown by mkdocstrings?) cannot be run: docexec "
+                "could not name its line; show it without exec="
+            )
+        shown = {
+            k: kwargs["extra"].pop(k)
+            for k in ("hl_lines", "linenums", "title")
+            if k in kwargs["extra"]
+        }
         if kind == "pycon":
             # The transcript holds the inputs, so the source is never shown twice.
             kwargs["source"] = ""
             kwargs["result"] = ""
-        elif options.raises and not kwargs.get("html") and not kwargs.get("result"):
-            # A traceback read as Markdown loses its indentation and its <module>:
-            # show the block's output as a traceback instead.
-            kwargs["result"] = "pytb"
+        else:
+            kwargs["extra"].update(shown)
+            if options.raises and not kwargs.get("html") and not kwargs.get("result"):
+                # A traceback read as Markdown loses its indentation and its <module>:
+                # show the block's output as a traceback instead.
+                kwargs["result"] = "pytb"
         # What the page makes of a python block's printed output (markdown-exec's rules).
         renders = "html" if kwargs.get("html") else "text" if kwargs.get("result") else "markdown"
-        if options.workdir and not (self.root / options.workdir).is_dir():
-            raise ExampleError(
-                f"{run_.path}:{fence}: workdir={options.workdir!r} is no folder of {self.root}"
-            )
+        if options.workdir:
+            folder = (self.root / options.workdir).resolve()
+            if not folder.is_relative_to(self.root.resolve()):
+                raise ExampleError(
+                    f"{run_.path}:{fence}: workdir={options.workdir!r} is outside the "
+                    "repository; a block may only work in one of its folders"
+                )
+            if not folder.is_dir():
+                raise ExampleError(
+                    f"{run_.path}:{fence}: workdir={options.workdir!r} is no folder of {self.root}"
+                )
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
+            source = self._as_written(run_, fence, source)
             parts = self._included_parts(run_, fence, source) if kind == "python" else ()
             block = Block(
                 kind,
@@ -393,10 +431,29 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             )
             run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
             if kind == "pycon":
-                return code_block("pycon", output)
+                return code_block("pycon", output, **shown)
             return output
 
         return base_format(language=kind, run=run, **kwargs)
+
+    def _as_written(self, run: PageRun, fence: int, source: str) -> str:
+        """The block's code as the page has it: Markdown expands tabs before a formatter sees it.
+
+        The fence's own lines are used when they are the code that arrived, tabs aside
+        (they are not when a snippet was included: then the code is taken as it came).
+        """
+        span = next((f for f in run.fences if f.line == fence), None)
+        if span is None:
+            return source
+        opening = _QUOTE_OR_SPACE.match(run.lines[span.first]).group(0)
+        written = "\n".join(
+            line[len(opening) :] if line.startswith(opening) else line.lstrip(" >")
+            for line in run.lines[span.first + 1 : span.last]
+        )
+        expanded = "\n".join(
+            "" if not line.strip(" ") else line for line in written.expandtabs(4).split("\n")
+        )
+        return written if expanded == source and written != source else source
 
     def _replayed(self, run: PageRun, block: Block) -> tuple[str | None, list[int]]:
         """The block's recorded output, while the page's record still fits it."""
@@ -436,4 +493,6 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 f"{run.path}:{fence}: the block could not be run: {error!r}"
             ) from error
         run.files.update(result.files)
+        for name, value in result.environ.items():
+            run.environ.setdefault(name, value)
         return result.output, list(result.raised)
