@@ -534,3 +534,140 @@ def build_in_process_page(tmp_path: Path, page: str, **kwargs) -> BuildResult:
         + f"docs_dir: {tmp_path / 'docs'}\nsite_dir: {tmp_path / 'site'}\n"
     )
     return build_in_process(tmp_path, **kwargs)
+
+
+def test_an_error_in_a_block_quote_names_its_page_line(tmp_path):
+    page = 'Text.\n\n> Quoted.\n>\n> ```python exec="on"\n> x = 1\n> y = 2\n> raise ValueError("quoted")\n> ```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert "docs/index.md:8: ValueError: quoted" in result.stderr
+
+
+def test_a_fence_in_an_html_comment_does_not_run(tmp_path):
+    page = '# P\n\n<!--\n```python exec="on"\nraise SystemExit("ran")\n```\n-->\n\nText.\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode == 0, result.stderr
+    assert "ran" not in (tmp_path / "site/index.html").read_text().split("<!--")[1].split("-->")[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ('timeout="inf"', "timeout= must be a finite number of seconds"),
+        ('source="above"', "source= does not apply to a pycon block"),
+    ],
+)
+def test_more_bad_options_fail_naming_the_fence(tmp_path, options, message):
+    result = build(tmp_path, {"index.md": f'# P\n\n```pycon exec="on" {options}\n>>> 1\n```\n'})
+    assert result.returncode != 0
+    assert f"docs/index.md:3: {message}" in result.stderr
+
+
+def test_a_fence_of_a_language_nothing_runs_fails_naming_it(tmp_path):
+    page = '# P\n\n```bash exec="on"\necho hi\n```\n\n```python exec="on"\nprint("after")\n```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert "docs/index.md:3: a bash fence says exec=" in result.stderr
+
+
+def test_a_negative_site_wide_timeout_is_a_config_error(tmp_path):
+    result = build(tmp_path, {"index.md": '```pycon exec="on"\n>>> 1\n```\n'}, timeout=-1)
+    assert result.returncode != 0
+    assert "mkdocs.yml: plugins.docexec.timeout must be" in result.stderr
+    assert "docs/index.md" not in result.stderr
+
+
+def test_highlighting_options_and_a_title_work_on_a_pycon_block(tmp_path):
+    page = '```pycon exec="on" hl_lines="2" title="A session"\n>>> 1 + 1\n```\n'
+    result = build(tmp_path, {"index.md": page}, config="  - pymdownx.highlight\n")
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "site/index.html").read_text()
+    assert '<span class="hll">' in html and "A session" in html
+
+
+def test_invalid_front_matter_fails_a_strict_build_naming_its_line(tmp_path):
+    page = "---\ntitle: fine\nbroken: [unclosed\n---\n\n# P\n"
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert "docs/index.md:" in result.stderr and "invalid YAML front matter" in result.stderr
+
+
+def test_an_error_in_a_line_range_include_names_the_file_line(tmp_path):
+    included = "a = 1\nb = 2\nresult = x * 21\nresult = result / 0\nunused = 5\n"
+    page = INCLUDING_PAGE.format(last="").replace("compute.py", "compute.py:3:4")
+    result = build_with_snippets(tmp_path, page, included)
+    assert result.returncode != 0
+    assert (
+        "docs/examples/compute.py:4 (included at docs/index.md:3): ZeroDivisionError"
+        in result.stderr
+    )
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in command:
+            found.append(f"{pid}: {command}")
+    return found
+
+
+def test_nothing_a_failed_build_started_is_left_running(tmp_path):
+    """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
+    marker = f"{8000 + os.getpid() % 1000}.5"
+    page = f'```python exec="on"\nimport subprocess\nsubprocess.Popen(["sleep", "{marker}"])\n```\n'
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(page)
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    # Through a pipe, as `mkdocs build 2>&1 | cat`: communicate() returns only when
+    # every process holding the pipe's write end has ended.
+    build = subprocess.Popen(
+        [*MKDOCS, "build", "--strict"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output, _ = build.communicate(timeout=120)  # a guard against a hang, not a measurement
+    assert build.returncode != 0 and b"a process it started" in output
+    assert _processes_with(marker) == []
+
+
+def test_interrupting_serve_ends_the_page_processes(tmp_path):
+    import signal
+    import time
+
+    started = tmp_path / "started"
+    marker = f"{8000 + os.getpid() % 1000}.7"
+    page = (
+        f'```python exec="on" timeout="300"\nimport pathlib, subprocess, time\n'
+        f'child = subprocess.Popen(["sleep", "{marker}"])\n'
+        f"pathlib.Path({str(started)!r}).touch()\ntime.sleep(300)\n```\n"
+    )
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=300))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(page)
+    server = subprocess.Popen(
+        [*MKDOCS, "serve", "-a", f"127.0.0.1:{_free_port()}"],
+        cwd=tmp_path,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120  # a guard for a slow start, not a measurement
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), "the block never started"
+        assert _processes_with(marker)
+        server.send_signal(signal.SIGINT)  # to the server's pid alone
+        server.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_with(marker) == []
+    finally:
+        server.kill()

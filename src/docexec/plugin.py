@@ -14,6 +14,7 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -25,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import markdown_exec
+import yaml
 from markdown_exec import base_format, code_block
 from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.utils import write_file
+from mkdocs.utils.meta import YAML_RE
 from pymdownx.superfences import SuperFencesException
 
 from docexec.cache import (
@@ -46,6 +49,7 @@ from docexec.export import (
     ExecutedBlock,
     PageExport,
     expand_snippets,
+    read_snippet,
     to_notebook,
     to_script,
 )
@@ -75,6 +79,28 @@ class DocExecConfig(Config):
     ``DOCEXEC_CACHE=0`` in the environment turns it off too."""
     cache_dir = config_options.Type(str, default=".cache/docexec")
     """Where the records live, relative to the folder of ``mkdocs.yml``."""
+
+
+def _check_front_matter(path: str, raw: str) -> None:
+    """Warn (an error under ``--strict``) when a page's YAML front matter does not parse.
+
+    MkDocs would quietly show it as the page's first paragraph.
+    """
+    match = YAML_RE.match(raw)
+    if match is None:
+        return
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 1
+        problem = getattr(error, "problem", None) or str(error).split("\n")[0]
+        log.warning(f"{path}:{line}: invalid YAML front matter: {problem}")
+        return
+    if not isinstance(data, dict):
+        log.warning(
+            f"{path}:2: YAML front matter must be key: value pairs, not {type(data).__name__}"
+        )
 
 
 def _nonblank(text: str) -> list[str]:
@@ -167,7 +193,15 @@ class PageRun:
 class DocExecPlugin(BasePlugin[DocExecConfig]):
     """Run every executable block in a per-page process and fail loudly."""
 
+    page: PageRun | None = None
+
     def on_config(self, config):
+        timeout = self.config.timeout
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise PluginError(
+                f"mkdocs.yml: plugins.docexec.timeout must be a finite number of seconds "
+                f"more than 0, not {timeout!r}"
+            )
         self.root = Path(config.config_file_path).resolve().parent
         self.page: PageRun | None = None
         self.exports: dict[str, tuple[str, PageExport]] = {}
@@ -203,6 +237,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         except ValueError:
             path = source.as_posix()
         raw = page.file.content_string
+        _check_front_matter(path, raw)
         at = raw.rfind(markdown) if markdown else -1
         first_line = raw[:at].count("\n") + 1 if at >= 0 else 1
         lines = markdown.split("\n")
@@ -308,24 +343,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         span = next((f for f in run.fences if f.line == fence), None)
         if span is None:
             return ()
-        opening = run.lines[span.first]
-        indent = opening[: len(opening) - len(opening.lstrip())]
+        indent = _QUOTE_OR_SPACE.match(run.lines[span.first]).group(0)
         parts: list[tuple[str, int, str]] = []
         pending: list[str] = []
         start = fence + 1
         for offset, raw in enumerate(run.lines[span.first + 1 : span.last]):
             text = raw.removeprefix(indent)
             match = SNIPPET.match(text)
-            found = None
-            if match:
-                found = next(
-                    (
-                        b / match["path"]
-                        for b in self.snippet_paths
-                        if (b / match["path"]).is_file()
-                    ),
-                    None,
-                )
+            found = read_snippet(match["path"], self.snippet_paths) if match else None
             if found is None or match["indent"]:
                 if not pending:
                     start = fence + 1 + offset
@@ -334,11 +359,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             if pending:
                 parts.append((run.path, start, "\n".join(pending)))
                 pending = []
+            file, first_line, included = found
             try:
-                path = found.resolve().relative_to(self.root).as_posix()
+                path = file.resolve().relative_to(self.root).as_posix()
             except ValueError:
                 return ()
-            parts.append((path, 1, found.read_text().rstrip("\n")))
+            parts.append((path, first_line, included))
         if pending:
             parts.append((run.path, start, "\n".join(pending)))
         if all(path == run.path for path, _line, _text in parts):
