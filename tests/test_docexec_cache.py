@@ -250,8 +250,22 @@ def test_a_changed_distribution_version_changes_the_environment_key(monkeypatch)
             self.version = version
 
     monkeypatch.setattr(cache.metadata, "distributions", lambda: [Dist("1.0")])
-    before = cache.environment_key(0)
-    assert cache.environment_key(0) == before
+    before = cache._environment_key(0)
+    assert cache._environment_key(0) == before
     monkeypatch.setattr(cache.metadata, "distributions", lambda: [Dist("1.1")])
-    assert cache.environment_key(0) != before
-    assert cache.environment_key(1) != cache.environment_key(0)
+    assert cache._environment_key(0) != before
+    assert cache._environment_key(1) != cache._environment_key(0)
+
+
+def test_the_environment_key_is_read_again_when_a_folder_on_sys_path_changes(monkeypatch, tmp_path):
+    monkeypatch.setattr(cache.sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(cache, "_ENVIRONMENT", None)
+    calls = []
+    monkeypatch.setattr(cache, "_environment_key", lambda seed: calls.append(seed) or "key")
+    cache.environment_key(0)
+    cache.environment_key(0)
+    assert calls == [0]
+    (tmp_path / "new_package-1.0.dist-info").mkdir()
+    os.utime(tmp_path, ns=(0, 1))  # a folder's time can stay within a tick: set it
+    cache.environment_key(0)
+    assert calls == [0, 0]
