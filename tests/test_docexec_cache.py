@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import py_compile
 import re
 import subprocess
 import sys
@@ -89,6 +90,9 @@ def write_site(root: Path, seed: int = 0) -> None:
     )
     (root / "helper.py").write_text("VALUE = 'one'\n")
     (root / "other_helper.py").write_text("VALUE = 'other'\n")
+    # Compiled ahead, as an installed package is: importing then opens only the .pyc,
+    # so the module's source must be found from sys.modules, not from an open().
+    py_compile.compile(str(root / "helper.py"), doraise=True)
     (root / "data.txt").write_text("first")
 
 
