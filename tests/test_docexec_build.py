@@ -671,3 +671,23 @@ def test_interrupting_serve_ends_the_page_processes(tmp_path):
         assert _processes_with(marker) == []
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("workdir", ["/etc", "../../.."])
+def test_workdir_must_stay_inside_the_repository(tmp_path, workdir):
+    page = f'```python exec="on" workdir="{workdir}"\nprint(1)\n```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert f"docs/index.md:1: workdir={workdir!r} is outside the repository" in result.stderr
+
+
+def test_a_page_can_print_the_build_date(tmp_path):
+    page = (
+        '```python exec="on" result="text"\nimport os\n'
+        "from datetime import datetime, timezone\n"
+        'print(datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), timezone.utc).date())\n'
+        "```\n"
+    )
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode == 0, result.stderr
+    assert code_blocks(tmp_path / "site/index.html") == ["2023-11-14\n"]

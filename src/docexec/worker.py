@@ -346,7 +346,14 @@ class ReadFiles:
 
 
 def serve(
-    conn: Connection, root: str, page: str, seed: int, folder: str, line, crash_file: str
+    conn: Connection,
+    root: str,
+    page: str,
+    seed: int,
+    folder: str,
+    line,
+    crash_file: str,
+    environ: dict[str, str],
 ) -> None:
     """Run a page's blocks as they arrive on ``conn`` until it closes.
 
@@ -362,7 +369,11 @@ def serve(
         folder: The page's working folder.
         line: A shared integer: the page line running now (see :class:`RunningLine`).
         crash_file: Where :mod:`faulthandler` writes the stack if the process crashes.
+        environ: The build's environment now (the fork server keeps the one it
+            started with, which under ``mkdocs serve`` may be a build ago).
     """
+    os.environ.clear()
+    os.environ.update(environ)
     os.setsid()
     _die_with_parent()
     signal.signal(signal.SIGTERM, _end_group)
@@ -515,7 +526,16 @@ class PageWorker:
         # makes sure none outlives the build.
         self._process = context.Process(
             target=serve,
-            args=(child, str(root), page, seed, self.folder, self._line, self._crash_file),
+            args=(
+                child,
+                str(root),
+                page,
+                seed,
+                self.folder,
+                self._line,
+                self._crash_file,
+                dict(os.environ),
+            ),
         )
         self._process.start()
         child.close()
