@@ -85,5 +85,9 @@ benchmark: setup
 	$(BIN)/python benchmarks/page_times.py
 	$(BIN)/python benchmarks/build_and_serve.py
 
+# The value of a variable, for a workflow: make --no-print-directory print-TORCH_INDEX.
+print-%:
+	@echo '$($*)'
+
 clean:
 	rm -rf site .site-build .cache/docexec
