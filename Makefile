@@ -1,33 +1,56 @@
 # The only commands a person needs: `make serve` and `make test` (both set up first).
-# `make site` builds the static site into site/.
+# `make site` builds the static site into site/ (`make site DOCS=properdocs` with ProperDocs).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+# Where pip also looks for torch: PyTorch's CPU-only index. Its wheels sort above PyPI's
+# (2.13.0+cpu > 2.13.0), so a Linux machine without a GPU gets the ~200 MB CPU build, not
+# PyPI's multi-GB CUDA one; macOS and Windows get the same wheels as from PyPI. A host
+# it cannot reach is skipped after pip's retries, and pip takes torch from where else it
+# looks (a wheel in pip's find-links). `make setup TORCH_INDEX=` asks PyPI alone (CUDA).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
+# The site generator: mkdocs, or properdocs (the maintained fork of MkDocs 1.x), which
+# builds the same site from the same mkdocs.yml.
+DOCS ?= mkdocs
 
 # Same input, same bytes: the build date is the last commit's date.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
-export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: setup serve site test lint lock benchmark clean
 
 setup: $(STAMP)
 
+# Everything but torch comes hash-checked from requirements.lock; then the project
+# itself, editable, whose only other requirement, torch (pinned in pyproject.toml),
+# comes from TORCH_INDEX or PyPI. Built with the locked setuptools (no isolation), so
+# nothing unlocked is installed; `pip check` fails on a lock that no longer fits.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		--constraint requirements.lock --editable '.[docs,test]'
+	$(PIP) install --quiet --require-hashes --requirement requirements.lock
+	$(PIP) install --quiet $(TORCH_INDEX_ARGS) --no-build-isolation --editable '.[docs,test]'
+	$(PIP) check
 	touch $(STAMP)
 
+# A busy port is said in one line before anything is built: make serve PORT=8001.
+PORT ?= 8000
 serve: setup
-	$(BIN)/mkdocs serve --livereload
+	@$(BIN)/python -c 'import socket, sys; s = socket.socket(); \
+	s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+	sys.exit(0) if s.connect_ex(("127.0.0.1", $(PORT))) else \
+	sys.exit("make serve: port $(PORT) is in use; try make serve PORT=8001")'
+	$(BIN)/mkdocs serve --livereload --dev-addr 127.0.0.1:$(PORT)
 
 # Build into a scratch folder and swap it in only on success: a failed build
 # never leaves a half-built site/ behind.
 site: setup
 	rm -rf .site-build
-	$(BIN)/mkdocs build --strict --site-dir .site-build
+	$(BIN)/$(DOCS) build --strict --config-file mkdocs.yml --site-dir .site-build
 	rm -rf site
 	mv .site-build site
 
@@ -41,15 +64,30 @@ lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
-# Rewrite requirements.lock from what the environment holds now.
-lock: setup
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' \
-		| sed '1i # Exact versions of everything the build and the tests import. Regenerate with `make lock`.' \
-		> requirements.lock
+# Rewrite requirements.lock with pip-compile (pip-tools), run from a venv of its own so
+# it adds nothing to .venv: every package `make setup` installs, with the hashes of all
+# their files on the index, the build backend (setuptools) included. torch is left out
+# (its wheel, and so its hash, depends on the index), but not its requirements; resolved
+# against TORCH_INDEX, so they are the CPU build's (no nvidia-* packages).
+LOCK_TOOLS := .lock-tools
+PIP_TOOLS := pip-tools==7.6.2
+lock:
+	test -x $(LOCK_TOOLS)/bin/python || $(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --strip-extras --all-build-deps \
+		--extra docs --extra test --unsafe-package torch \
+		$(TORCH_INDEX_ARGS) --no-emit-index-url --no-emit-find-links --pip-args '--retries 1' \
+		--output-file requirements.lock pyproject.toml
 
-# Figures, not assertions: how long each page's examples take to run.
+# Figures, not assertions: how long each page's examples take to run, then cold and
+# warm builds and edit-to-screen latency under mkdocs serve.
 benchmark: setup
 	$(BIN)/python benchmarks/page_times.py
+	$(BIN)/python benchmarks/build_and_serve.py
+
+# The value of a variable, for a workflow: make --no-print-directory print-TORCH_INDEX.
+print-%:
+	@echo '$($*)'
 
 clean:
-	rm -rf site .site-build
+	rm -rf site .site-build .cache/docexec

@@ -2,7 +2,8 @@
 
 Run by hand (``.venv/bin/python benchmarks/page_times.py``); it prints figures and
 asserts nothing. docexec logs each page's execution time at INFO level; this
-script builds the site into a scratch folder and tabulates those lines.
+script builds the site into a scratch folder, with the cache off so that every
+page runs (``DOCEXEC_CACHE=0``), and tabulates those lines.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ LINE = re.compile(r"docexec: (?P<page>\S+): ran (?P<blocks>\d+) blocks in (?P<se
 
 
 def main() -> None:
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", DOCEXEC_CACHE="0")
     with tempfile.TemporaryDirectory() as site:
         started = time.perf_counter()
         result = subprocess.run(

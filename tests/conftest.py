@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import io
+import logging
 import os
 import runpy
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,25 +60,78 @@ def source_date_epoch() -> str:
     return result.stdout.strip() or "0"
 
 
+@dataclass
+class BuildResult:
+    """What a build did: its exit code and its log, as ``mkdocs build`` prints it."""
+
+    returncode: int
+    log: str
+
+    @property
+    def stderr(self) -> str:  # where the mkdocs command prints its log
+        return self.log
+
+
+def build_in_process(
+    root: Path, env: dict[str, str] | None = None, cwd: Path | None = None, **options: str
+) -> BuildResult:
+    """Run ``mkdocs build`` on ``root``/mkdocs.yml inside this process.
+
+    What ``mkdocs build`` does, without starting Python and importing MkDocs, the
+    theme and torch again for every small site a test builds: the example processes
+    fork from one server that already holds torch (see docexec.worker). The log
+    and the exit code are what the command would print and return. ``cwd`` is
+    where the command is run from (``root`` unless given); ``options`` override the
+    config's, as the command's flags do (``site_dir=...`` for ``--site-dir``).
+    """
+    from mkdocs import config
+    from mkdocs.commands import build
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)-7s -  %(message)s"))
+    logger = logging.getLogger("mkdocs")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update({"SOURCE_DATE_EPOCH": "1700000000", **(env or {})})
+    returncode = 0
+    try:
+        os.chdir(cwd or root)
+        cfg = config.load_config(config_file=str(root / "mkdocs.yml"), **options)
+        cfg.plugins.on_startup(command="build", dirty=False)
+        try:
+            build.build(cfg)
+        finally:
+            cfg.plugins.on_shutdown()
+    except (Exception, SystemExit) as error:  # what the command reports and exits 1 on
+        logger.error(str(error))
+        returncode = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return BuildResult(returncode, stream.getvalue())
+
+
 @pytest.fixture(scope="session")
-def build_site() -> Callable[[Path], Path]:
-    """A function that builds the site strictly under ``root``/<prefix> and returns that folder."""
+def build_site() -> Callable[..., Path]:
+    """``build_site(root, env)``: build the site strictly into ``root``/<prefix>; return that folder.
+
+    The build's log is left beside it, as ``root``/build.log.
+    """
     epoch = source_date_epoch()
 
-    def build(root: Path) -> Path:
+    def build(root: Path, env: dict[str, str] | None = None) -> Path:
         site = root / site_prefix()
-        env = dict(os.environ, SOURCE_DATE_EPOCH=epoch, NO_MKDOCS_2_WARNING="1")
-        env["SITE_URL"] = TEST_SITE_URL
-        result = subprocess.run(
-            [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,  # a guard against a hung build, not a measurement
-        )
+        env = {"SOURCE_DATE_EPOCH": epoch, "SITE_URL": TEST_SITE_URL, **(env or {})}
+        result = build_in_process(ROOT, env, site_dir=str(site))
+        (root / "build.log").write_text(result.log)
         if result.returncode != 0:
-            pytest.fail(f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}")
+            pytest.fail(f"mkdocs build --strict failed:\n{result.log}")
         return site
 
     return build
@@ -92,6 +146,12 @@ def built_site(build_site, tmp_path_factory) -> Path:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def end_headers(self) -> None:
+        # LinkChecker waits 0.1 to 0.6 s between requests to one host unless the host
+        # sends this header: our own server on 127.0.0.1 needs no such courtesy.
+        self.send_header("LinkChecker", "maxrated")
+        super().end_headers()
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """The public API is flat in the package's __init__ and listed in __all__."""
 
-import importlib
 import inspect
+import pkgutil
+import subprocess
+import sys
 
 import learnable_parameters
 
@@ -20,7 +22,18 @@ def test_every_exported_name_has_a_docstring():
         assert inspect.getdoc(getattr(learnable_parameters, name)), name
 
 
-def test_package_does_not_depend_on_mkdocs():
-    for module in ("network", "inspection"):
-        source = inspect.getsource(importlib.import_module(f"learnable_parameters.{module}"))
-        assert "mkdocs" not in source
+def test_package_does_not_depend_on_the_site_tooling():
+    """Every module of the package imports in a fresh interpreter without MkDocs or docexec."""
+    modules = [
+        f"learnable_parameters.{info.name}"
+        for info in pkgutil.iter_modules(learnable_parameters.__path__)
+    ]
+    assert {"learnable_parameters.network", "learnable_parameters.charts"} <= set(modules)
+    tooling = ("mkdocs", "markdown_exec", "docexec", "mkdocstrings", "material", "pymdownx")
+    probe = (
+        f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({tooling!r})))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

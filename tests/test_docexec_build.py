@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import BuildResult, build_in_process
 
 pytestmark = pytest.mark.site
 
@@ -29,15 +31,20 @@ markdown_extensions:
 
 
 def build(
-    tmp_path: Path, pages: dict[str, str], timeout: float = 30
-) -> subprocess.CompletedProcess:
-    """Write ``pages`` under docs/ and run a strict ``mkdocs build``."""
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout))
+    tmp_path: Path, pages: dict[str, str], timeout: float = 30, config: str = ""
+) -> BuildResult:
+    """Write ``pages`` under docs/ and run a strict ``mkdocs build`` (in this process)."""
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout) + config)
     docs = tmp_path / "docs"
     docs.mkdir(exist_ok=True)
     for name, text in pages.items():
         (docs / name).write_text(textwrap.dedent(text))
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
+    return build_in_process(tmp_path, {"SOURCE_DATE_EPOCH": "1700000000"})
+
+
+def build_command(tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``mkdocs build --strict`` as a command, for what only a new process shows."""
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000", **(env or {}))
     return subprocess.run(
         [*MKDOCS, "build", "--strict"],
         cwd=tmp_path,
@@ -141,23 +148,37 @@ def test_a_failed_build_publishes_no_traceback(tmp_path):
 
 
 def test_raises_renders_the_traceback_with_portable_paths(tmp_path):
+    """Frames in the repository, the standard library and site-packages, none absolute."""
+    (tmp_path / "helper_here.py").write_text(
+        "import json\n\ndef parse(text):\n    return json.loads(text)\n"
+    )
     result = build(
         tmp_path,
         {
             "index.md": """\
+            ```pycon exec="on" raises="JSONDecodeError"
+            >>> import os, sys
+            >>> sys.path.insert(0, os.environ["DOCEXEC_ROOT"])
+            >>> import helper_here
+            >>> helper_here.parse("{")
+            ```
+
             ```pycon exec="on" raises="RuntimeError"
             >>> import torch
-            >>> torch.ones(3, 4) @ torch.ones(3)
+            >>> torch.nn.Linear(2, 3)(torch.ones(4))
             ```
             """
         },
     )
     assert result.returncode == 0, result.stderr
-    [block] = code_blocks(tmp_path / "site/index.html")
-    assert "Traceback (most recent call last):" in block
-    assert "RuntimeError:" in block
-    assert str(tmp_path) not in block
-    assert "/site-packages" not in block or 'File "site-packages/' in block
+    [ours, torch_error] = code_blocks(tmp_path / "site/index.html")
+    assert 'File "./helper_here.py", line 4, in parse' in ours
+    stdlib = f"python{sys.version_info.major}.{sys.version_info.minor}/json/"
+    assert f'File "{stdlib}' in ours
+    assert 'File "site-packages/torch/nn/modules/' in torch_error
+    for block in (ours, torch_error):
+        assert not re.search(r'File "/', block), block
+        assert str(tmp_path) not in block and sys.prefix not in block
 
 
 def test_raises_fails_when_nothing_is_raised(tmp_path):
@@ -349,8 +370,9 @@ def test_set_order_is_the_same_whatever_hash_seed_the_build_starts_with(tmp_path
         (site / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
         (site / "docs").mkdir()
         (site / "docs" / "index.md").write_text(page)
-        env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONHASHSEED=seed)
-        subprocess.run([*MKDOCS, "build", "--strict"], cwd=site, env=env, check=True, timeout=300)
+        # The seed is read when a process starts: this needs a new mkdocs process.
+        result = build_command(site, {"PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr
         shown.append(code_blocks(site / "site" / "index.html"))
     assert shown[0] == shown[1]
 
@@ -445,20 +467,13 @@ SNIPPETS_CONFIG = (
 )
 
 
-def build_with_snippets(tmp_path: Path, page: str, included: str) -> subprocess.CompletedProcess:
+def build_with_snippets(tmp_path: Path, page: str, included: str) -> BuildResult:
     """Build ``page``, which includes ``docs/examples/compute.py`` (holding ``included``)."""
     (tmp_path / "docs" / "examples").mkdir(parents=True)
     (tmp_path / "docs" / "examples" / "compute.py").write_text(included)
     (tmp_path / "docs" / "index.md").write_text(page)
     (tmp_path / "mkdocs.yml").write_text(SNIPPETS_CONFIG.format(timeout=30))
-    return subprocess.run(
-        [*MKDOCS, "build", "--strict"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
-        timeout=300,  # a guard against a hung build, not a measurement
-    )
+    return build_in_process(tmp_path)
 
 
 INCLUDING_PAGE = """\
@@ -488,3 +503,191 @@ def test_lines_after_an_include_keep_their_page_numbers(tmp_path):
     result = build_with_snippets(tmp_path, page, "result = x * 21\n")
     assert result.returncode != 0
     assert "docs/index.md:7: ValueError: after the include" in result.stderr
+
+
+def test_width_applies_in_the_example_process_to_its_block_only(tmp_path):
+    show = 'import os\nprint(os.environ.get("COLUMNS"))'
+    page = (
+        f'```python exec="on" result="text"\n{show}\n```\n\n'
+        f'```python exec="on" result="text" width="33"\n{show}\n```\n\n'
+        f'```python exec="on" result="text"\n{show}\n```\n'
+    )
+    result = build_in_process_page(tmp_path, page, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.log
+    assert code_blocks(tmp_path / "site" / "index.html") == ["80\n", "33\n", "80\n"]
+
+
+def test_workdir_holds_when_the_build_runs_from_another_folder(tmp_path):
+    page = '```python exec="on" workdir="docs" result="text"\nimport os\nprint(sorted(os.listdir()))\n```\n'
+    (tmp_path / "elsewhere").mkdir()
+    result = build_in_process_page(tmp_path, page, cwd=tmp_path / "elsewhere")
+    assert result.returncode == 0, result.log
+    assert code_blocks(tmp_path / "site" / "index.html") == ["['index.md']\n"]
+
+
+def build_in_process_page(tmp_path: Path, page: str, **kwargs) -> BuildResult:
+    """Build a one-page site whose config names its folders absolutely (a build from anywhere)."""
+    (tmp_path / "docs").mkdir(exist_ok=True)
+    (tmp_path / "docs" / "index.md").write_text(page)
+    (tmp_path / "mkdocs.yml").write_text(
+        CONFIG.format(timeout=30)
+        + f"docs_dir: {tmp_path / 'docs'}\nsite_dir: {tmp_path / 'site'}\n"
+    )
+    return build_in_process(tmp_path, **kwargs)
+
+
+def test_an_error_in_a_block_quote_names_its_page_line(tmp_path):
+    page = 'Text.\n\n> Quoted.\n>\n> ```python exec="on"\n> x = 1\n> y = 2\n> raise ValueError("quoted")\n> ```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert "docs/index.md:8: ValueError: quoted" in result.stderr
+
+
+def test_a_fence_in_an_html_comment_does_not_run(tmp_path):
+    page = '# P\n\n<!--\n```python exec="on"\nraise SystemExit("ran")\n```\n-->\n\nText.\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode == 0, result.stderr
+    assert "ran" not in (tmp_path / "site/index.html").read_text().split("<!--")[1].split("-->")[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ('timeout="inf"', "timeout= must be a finite number of seconds"),
+        ('source="above"', "source= does not apply to a pycon block"),
+    ],
+)
+def test_more_bad_options_fail_naming_the_fence(tmp_path, options, message):
+    result = build(tmp_path, {"index.md": f'# P\n\n```pycon exec="on" {options}\n>>> 1\n```\n'})
+    assert result.returncode != 0
+    assert f"docs/index.md:3: {message}" in result.stderr
+
+
+def test_a_fence_of_a_language_nothing_runs_fails_naming_it(tmp_path):
+    page = '# P\n\n```bash exec="on"\necho hi\n```\n\n```python exec="on"\nprint("after")\n```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert "docs/index.md:3: a bash fence says exec=" in result.stderr
+
+
+def test_a_negative_site_wide_timeout_is_a_config_error(tmp_path):
+    result = build(tmp_path, {"index.md": '```pycon exec="on"\n>>> 1\n```\n'}, timeout=-1)
+    assert result.returncode != 0
+    assert "mkdocs.yml: plugins.docexec.timeout must be" in result.stderr
+    assert "docs/index.md" not in result.stderr
+
+
+def test_highlighting_options_and_a_title_work_on_a_pycon_block(tmp_path):
+    page = '```pycon exec="on" hl_lines="2" title="A session"\n>>> 1 + 1\n```\n'
+    result = build(tmp_path, {"index.md": page}, config="  - pymdownx.highlight\n")
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "site/index.html").read_text()
+    assert '<span class="hll">' in html and "A session" in html
+
+
+def test_invalid_front_matter_fails_a_strict_build_naming_its_line(tmp_path):
+    page = "---\ntitle: fine\nbroken: [unclosed\n---\n\n# P\n"
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert "docs/index.md:" in result.stderr and "invalid YAML front matter" in result.stderr
+
+
+def test_an_error_in_a_line_range_include_names_the_file_line(tmp_path):
+    included = "a = 1\nb = 2\nresult = x * 21\nresult = result / 0\nunused = 5\n"
+    page = INCLUDING_PAGE.format(last="").replace("compute.py", "compute.py:3:4")
+    result = build_with_snippets(tmp_path, page, included)
+    assert result.returncode != 0
+    assert (
+        "docs/examples/compute.py:4 (included at docs/index.md:3): ZeroDivisionError"
+        in result.stderr
+    )
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in command:
+            found.append(f"{pid}: {command}")
+    return found
+
+
+def test_nothing_a_failed_build_started_is_left_running(tmp_path):
+    """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
+    marker = f"{8000 + os.getpid() % 1000}.5"
+    page = f'```python exec="on"\nimport subprocess\nsubprocess.Popen(["sleep", "{marker}"])\n```\n'
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(page)
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    # Through a pipe, as `mkdocs build 2>&1 | cat`: communicate() returns only when
+    # every process holding the pipe's write end has ended.
+    build = subprocess.Popen(
+        [*MKDOCS, "build", "--strict"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output, _ = build.communicate(timeout=120)  # a guard against a hang, not a measurement
+    assert build.returncode != 0 and b"a process it started" in output
+    assert _processes_with(marker) == []
+
+
+def test_interrupting_serve_ends_the_page_processes(tmp_path):
+    import signal
+    import time
+
+    started = tmp_path / "started"
+    marker = f"{8000 + os.getpid() % 1000}.7"
+    page = (
+        f'```python exec="on" timeout="300"\nimport pathlib, subprocess, time\n'
+        f'child = subprocess.Popen(["sleep", "{marker}"])\n'
+        f"pathlib.Path({str(started)!r}).touch()\ntime.sleep(300)\n```\n"
+    )
+    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=300))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(page)
+    server = subprocess.Popen(
+        [*MKDOCS, "serve", "-a", f"127.0.0.1:{_free_port()}"],
+        cwd=tmp_path,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120  # a guard for a slow start, not a measurement
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), "the block never started"
+        assert _processes_with(marker)
+        server.send_signal(signal.SIGINT)  # to the server's pid alone
+        server.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_with(marker) == []
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("workdir", ["/etc", "../../.."])
+def test_workdir_must_stay_inside_the_repository(tmp_path, workdir):
+    page = f'```python exec="on" workdir="{workdir}"\nprint(1)\n```\n'
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode != 0
+    assert f"docs/index.md:1: workdir={workdir!r} is outside the repository" in result.stderr
+
+
+def test_a_page_can_print_the_build_date(tmp_path):
+    page = (
+        '```python exec="on" result="text"\nimport os\n'
+        "from datetime import datetime, timezone\n"
+        'print(datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), timezone.utc).date())\n'
+        "```\n"
+    )
+    result = build(tmp_path, {"index.md": page})
+    assert result.returncode == 0, result.stderr
+    assert code_blocks(tmp_path / "site/index.html") == ["2023-11-14\n"]

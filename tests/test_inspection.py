@@ -90,3 +90,11 @@ def test_describe_layer_rejects_other_modules():
 def test_layer_from_description_rejects_unknown_types():
     with pytest.raises(ValueError, match="LSTM"):
         layer_from_description({"type": "LSTM", "args": {}})
+
+
+def test_counting_a_lazy_layer_before_its_first_batch_says_what_to_do():
+    lazy = nn.LazyLinear(3)
+    with pytest.raises(ValueError, match=r"weight has no shape yet: .*run one forward pass"):
+        count_parameters(lazy)
+    lazy(torch.zeros(1, 4))
+    assert count_parameters(lazy) == 4 * 3 + 3

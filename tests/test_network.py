@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from learnable_parameters import Network
+from learnable_parameters import Network, count_parameters, parameters_per_layer
 
 
 def test_layers_are_the_notes_five_in_order():
@@ -42,10 +42,17 @@ def test_forward_uses_every_parameter():
         assert param.grad.shape == param.shape, name
 
 
-def test_parameter_count_matches_torch():
+def test_each_layers_count_follows_from_its_sizes():
+    """The package's per-layer counts against the textbook formulas, not against torch."""
     network = Network()
-    expected = sum(p.numel() for p in network.parameters())
-    weights_and_biases = sum(
-        layer.weight.numel() + layer.bias.numel() for layer in network.children()
-    )
-    assert weights_and_biases == expected
+    expected = {}
+    for name, layer in network.named_children():
+        if isinstance(layer, nn.Conv2d):
+            height, width = layer.kernel_size
+            weights = layer.out_channels * layer.in_channels * height * width
+            expected[name] = {"weight": weights, "bias": layer.out_channels}
+        else:
+            weights = layer.out_features * layer.in_features
+            expected[name] = {"weight": weights, "bias": layer.out_features}
+    assert parameters_per_layer(network) == expected
+    assert count_parameters(network) == sum(sum(row.values()) for row in expected.values())

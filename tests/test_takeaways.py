@@ -82,6 +82,10 @@ def reader_venv(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("reader") / "venv"
     venv.create(folder, with_pip=True)
     version = torch.__version__.split("+")[0]
+    # torch as pip is configured to find it, and from TORCH_INDEX when the environment
+    # names one (the Makefile's variable; on a Linux machine without it, PyPI's torch is
+    # the multi-GB CUDA build). Not by default: an index it cannot reach costs retries.
+    index = os.environ.get("TORCH_INDEX")
     result = run(
         [
             str(folder / "bin" / "python"),
@@ -90,6 +94,7 @@ def reader_venv(tmp_path_factory) -> Path:
             "install",
             "--quiet",
             "--no-compile",  # a third faster; modules compile when first imported
+            *(["--extra-index-url", index] if index else []),
             f"torch=={version}",
             "nbclient",
             "ipykernel",

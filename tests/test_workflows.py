@@ -1,12 +1,27 @@
-"""The GitHub workflows: they parse, every action is pinned, and zizmor finds nothing.
+"""The GitHub workflows and Dependabot: they parse, every action is pinned, the deploy
+waits for the checks, caches hold what their keys say, and zizmor finds nothing.
 
 Each checker is also run on a small bad workflow, so a test that passes has shown it
 could fail.
+
+Every ``uses:`` is pinned to the full commit SHA of the newest release in the action's
+current major line, with that tag in a comment. To re-resolve them (Dependabot proposes
+the same weekly), read the tags in each action's own repository, never a copy::
+
+    git clone --bare --filter=blob:none https://github.com/actions/checkout /tmp/checkout.git
+    git --git-dir=/tmp/checkout.git tag -l 'v*' --sort=-v:refname | head -3
+    git --git-dir=/tmp/checkout.git rev-parse 'v7.0.1^{commit}'
+
+(``^{commit}`` peels an annotated tag to its commit; ``git ls-remote --tags URL`` shows
+both as ``vX.Y.Z`` and ``vX.Y.Z^{}``.) Then check a composite action's own ``uses:`` at
+that commit: ``git --git-dir=... show <sha>:action.yml`` (upload-pages-artifact v5.0.0
+pins actions/upload-artifact by SHA, to v7.0.0's commit, bbbca2dd).
 """
 
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
 import sys
 import tomllib
@@ -122,57 +137,241 @@ def test_workflow_parses_and_is_hardened(path):
     assert not hardening_problems(workflow), hardening_problems(workflow)
 
 
+def jobs_of(name: str) -> dict:
+    return load((WORKFLOWS / name).read_text())["jobs"]
+
+
+def runs(job: dict) -> str:
+    return "\n".join(step.get("run", "") for step in job.get("steps", []))
+
+
+def uses(job: dict, action: str) -> list[dict]:
+    """The job's steps that use ``action`` (``owner/name``), at whatever pin."""
+    return [s for s in job.get("steps", []) if str(s.get("uses", "")).startswith(f"{action}@")]
+
+
 def test_only_the_deploy_job_may_write_pages_and_mint_tokens():
     writers = []
     for path in workflow_files():
         for name, job in load(path.read_text())["jobs"].items():
             granted = job.get("permissions") or {}
-            if granted.get("pages") == "write" or granted.get("id-token") == "write":
+            if any(level == "write" for level in granted.values()):
                 writers.append((path.name, name, granted))
-    assert writers == [("pages.yml", "deploy", {"pages": "write", "id-token": "write"})]
+    assert writers == [("ci.yml", "deploy", {"pages": "write", "id-token": "write"})]
 
 
-def test_ci_lints_tests_and_builds_on_pull_requests_and_main():
+def test_each_action_is_pinned_to_one_release_everywhere():
+    pins: dict[str, set[str]] = {}
+    for path in workflow_files():
+        for line in path.read_text().splitlines():
+            if (match := USES_LINE.match(line)) and "@" in match.group("ref"):
+                action, sha = match.group("ref").split("@")
+                pins.setdefault(action, set()).add(f"{sha}{match.group('comment').strip()}")
+    assert pins, "no action found"
+    assert {action: pin for action, pin in pins.items() if len(pin) > 1} == {}
+
+
+def test_ci_lints_tests_and_builds_on_pull_requests_main_and_by_hand():
     workflow = load((WORKFLOWS / "ci.yml").read_text())
     on = triggers(workflow)
-    assert "pull_request" in on and on["push"] == {"branches": ["main"]}
-    runs = {
-        name: " ".join(step.get("run", "") for step in job["steps"])
-        for name, job in workflow["jobs"].items()
-    }
-    assert "ruff check" in runs["lint"] and "ruff format --check" in runs["lint"]
-    assert "make test" in runs["test"]
-    assert "make site" in runs["site"]
-    for job in workflow["jobs"].values():
-        setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-"))
-        assert setup["with"]["cache"] == "pip"
-        assert setup["with"]["cache-dependency-path"] == "requirements.lock"
+    assert "pull_request" in on and "workflow_dispatch" in on
+    assert on["push"] == {"branches": ["main"]}
+    jobs = workflow["jobs"]
+    assert "make lint" in runs(jobs["lint"])
+    assert "make test" in runs(jobs["test"])
+    assert "make site" in runs(jobs["site"])
 
 
-def test_pages_builds_uploads_and_deploys_one_at_a_time():
-    workflow = load((WORKFLOWS / "pages.yml").read_text())
-    assert triggers(workflow) == {"push": {"branches": ["main"]}}
-    assert workflow["concurrency"]["group"]
-    assert workflow["concurrency"]["cancel-in-progress"] is False
-    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
-    assert any("make site" in step.get("run", "") for step in build["steps"])
-    assert any("upload-pages-artifact@" in step.get("uses", "") for step in build["steps"])
-    assert deploy["needs"] == "build"
-    assert any("deploy-pages@" in step.get("uses", "") for step in deploy["steps"])
+def deploy_gating_problems(workflow: dict) -> list[str]:
+    """How the deploy job could publish a site that lint, the tests or the build failed."""
+    jobs = workflow["jobs"]
+    deploy = jobs.get("deploy", {})
+    needs = deploy.get("needs", [])
+    needs = [needs] if isinstance(needs, str) else needs
+    problems = [
+        f"deploy does not need {job}" for job in ("lint", "test", "site") if job not in needs
+    ]
+    if "refs/heads/main" not in str(deploy.get("if", "")):
+        problems.append("deploy is not limited to main")
+    if not uses(deploy, "actions/deploy-pages"):
+        problems.append("deploy does not use deploy-pages")
+    if (deploy.get("concurrency") or {}).get("cancel-in-progress") is not False:
+        problems.append("a deployment can be cancelled halfway")
+    upload = uses(jobs.get("site", {}), "actions/upload-pages-artifact")
+    if not upload or "refs/heads/main" not in str(upload[0].get("if", "")):
+        problems.append("the site job does not upload the Pages artifact on main only")
+    return problems
 
 
-def test_torch_comes_from_the_cpu_index_before_anything_else():
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    (torch,) = [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch")]
+def test_deploy_runs_only_after_lint_tests_and_the_build_pass_on_main():
+    assert deploy_gating_problems(load((WORKFLOWS / "ci.yml").read_text())) == []
+
+
+def test_the_deploy_gate_checker_sees_an_ungated_deploy():
+    workflow = load((WORKFLOWS / "ci.yml").read_text())
+    workflow["jobs"]["deploy"]["needs"] = "site"
+    del workflow["jobs"]["deploy"]["if"]
+    assert deploy_gating_problems(workflow) == [
+        "deploy does not need lint",
+        "deploy does not need test",
+        "deploy is not limited to main",
+    ]
+
+
+# What each cached path must be keyed on, so that a hit can only be what the key names.
+CACHE_KEY_PARTS = {
+    ".venv": [
+        "steps.python.outputs.python-version",
+        "hashFiles('requirements.lock', 'pyproject.toml')",
+    ],
+    "~/.cache/ms-playwright": ["hashFiles('requirements.lock')"],
+    ".cache/docexec": ["github.sha"],
+}
+
+
+def cache_problems(workflows: dict[str, dict]) -> list[str]:
+    """Caches whose key does not name what they hold, or that one key holds two ways."""
+    problems, holders = [], {}
+    for file, workflow in workflows.items():
+        for name, job in workflow["jobs"].items():
+            where = f"{file} {name}"
+            for step in job.get("steps", []):
+                if str(step.get("uses", "")).startswith("actions/setup-python@") and (
+                    "cache" in (step.get("with") or {})
+                ):
+                    problems.append(f"{where}: setup-python's cache (one key for every job)")
+            for step in uses(job, "actions/cache"):
+                path, key = step["with"]["path"], step["with"]["key"]
+                missing = [part for part in CACHE_KEY_PARTS.get(path, [None]) if part not in key]
+                if missing:
+                    problems.append(f"{where}: the {path} cache key lacks {missing}")
+                holders.setdefault(key, set()).add((path, "make" in runs(job)))
+            if "make " in runs(job) and not any(
+                s["with"]["path"] == ".venv" for s in uses(job, "actions/cache")
+            ):
+                problems.append(f"{where}: runs make without the venv cache")
+    problems += [
+        f"key {key} holds {sorted(held)}" for key, held in holders.items() if len(held) > 1
+    ]
+    return problems
+
+
+def all_workflows() -> dict[str, dict]:
+    return {path.name: load(path.read_text()) for path in workflow_files()}
+
+
+def test_every_cache_is_keyed_on_what_it_holds():
+    assert cache_problems(all_workflows()) == []
+
+
+def test_the_cache_checker_sees_the_old_shared_pip_cache_and_a_stale_key():
+    workflows = all_workflows()
+    lint = workflows["ci.yml"]["jobs"]["lint"]
+    lint["steps"][1]["with"]["cache"] = "pip"
+    test_cache = uses(workflows["ci.yml"]["jobs"]["test"], "actions/cache")[0]
+    test_cache["with"]["key"] = "venv-${{ runner.os }}"
+    assert cache_problems(workflows) == [
+        "ci.yml lint: setup-python's cache (one key for every job)",
+        "ci.yml test: the .venv cache key lacks ['steps.python.outputs.python-version', "
+        "\"hashFiles('requirements.lock', 'pyproject.toml')\"]",
+    ]
+
+
+def test_docexec_cache_is_restored_from_the_newest_run_and_saved_per_commit():
+    for name in ("test", "site"):
+        (cache,) = [
+            s
+            for s in uses(jobs_of("ci.yml")[name], "actions/cache")
+            if s["with"]["path"] == ".cache/docexec"
+        ]
+        assert cache["with"]["restore-keys"] == cache["with"]["key"].replace(
+            "${{ github.sha }}", ""
+        )
+
+
+def test_tests_run_in_playwrights_own_chromium_on_github():
+    test = runs(jobs_of("ci.yml")["test"])
+    install = test.index("python -m playwright install --with-deps chromium")
+    assert install < test.index("make test")
+
+
+def test_torch_comes_from_the_makefiles_cpu_index():
+    def setup_commands(*args: str) -> str:
+        # -B: as if nothing were installed; -n: print the commands, run none.
+        result = subprocess.run(
+            ["make", "-nB", "setup", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return result.stdout
+
+    default = setup_commands()
+    assert "--require-hashes --requirement requirements.lock" in default
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in default
+    assert "--extra-index-url" not in setup_commands("TORCH_INDEX=")
+    # No workflow installs torch by hand: make does, from the same index.
     for path in workflow_files():
-        for name, job in load(path.read_text())["jobs"].items():
-            runs = [step.get("run", "") for step in job.get("steps", [])]
-            installs = [i for i, run in enumerate(runs) if re.search(r"\bmake\b|pip install", run)]
-            if not installs or not any("make" in runs[i] for i in installs):
-                continue  # this job installs nothing that pulls torch in
-            first = runs[installs[0]]
-            assert "--index-url https://download.pytorch.org/whl/cpu" in first, (path.name, name)
-            assert torch in first, f"{path.name} {name}: not {torch} as pyproject.toml pins it"
+        assert "download.pytorch.org" not in path.read_text(), path.name
+
+
+def test_health_is_weekly_and_can_block_nothing():
+    workflow = load((WORKFLOWS / "health.yml").read_text())
+    assert set(triggers(workflow)) == {"schedule", "workflow_dispatch"}
+    (schedule,) = triggers(workflow)["schedule"]
+    minute, hour, day, month, weekday = schedule["cron"].split()
+    assert (day, month) == ("*", "*") and weekday.isdigit(), schedule
+    jobs = workflow["jobs"]
+    newest = runs(jobs["newest"])
+    assert "newest_requirements.py" in newest and "pytest" in newest
+    assert "diff -ru pages-locked pages-newest" in newest
+    (upload,) = uses(jobs["newest"], "actions/upload-artifact")
+    assert "pages-output.diff" in upload["with"]["path"]
+    assert "linkchecker --check-extern" in runs(jobs["links"])
+    # Nothing in the pipeline waits for it.
+    for job in jobs_of("ci.yml").values():
+        assert not set(job.get("needs", [])) & set(jobs)
+
+
+def test_dependabot_updates_actions_and_python_weekly():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    updates = {update["package-ecosystem"]: update for update in config["updates"]}
+    assert set(updates) == {"github-actions", "pip"}
+    for update in updates.values():
+        assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+
+
+def load_health_script(name: str) -> dict:
+    return runpy.run_path(str(ROOT / ".github" / "health" / name))
+
+
+def test_pages_text_keeps_the_article_and_drops_the_theme():
+    article_text = load_health_script("pages_text.py")["article_text"]
+    html = (
+        "<html><nav>Home</nav><article class='md-content__inner'><h1>Shapes</h1>"
+        "<pre><code>&gt;&gt;&gt; t.shape\ntorch.Size([6, 1])   </code></pre>\n\n</article>"
+        "<footer>Made with Material</footer></html>"
+    )
+    assert article_text(html) == "Shapes>>> t.shape\ntorch.Size([6, 1])\n"
+
+
+def test_newest_requirements_drops_every_pin():
+    newest = load_health_script("newest_requirements.py")["newest_requirements"]
+    pyproject = {
+        "project": {
+            "dependencies": ["torch==2.13.0"],
+            "optional-dependencies": {
+                "docs": ["mkdocs==1.6.1", "latex2mathml"],
+                "test": ["pytest>=8; python_version >= '3.11'", "axe-playwright-python"],
+            },
+        }
+    }
+    assert newest(pyproject) == [
+        "torch",
+        "mkdocs",
+        "latex2mathml",
+        "pytest",
+        "axe-playwright-python",
+    ]
+    names = newest(tomllib.loads((ROOT / "pyproject.toml").read_text()))
+    assert "torch" in names and "mkdocs" in names and not any("=" in n for n in names)
 
 
 def run_zizmor(target: Path) -> subprocess.CompletedProcess:
@@ -185,7 +384,7 @@ def run_zizmor(target: Path) -> subprocess.CompletedProcess:
 
 
 def test_zizmor_finds_nothing():
-    result = run_zizmor(WORKFLOWS)
+    result = run_zizmor(ROOT)  # the workflows and .github/dependabot.yml
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings" in result.stdout, result.stdout
 

@@ -52,6 +52,30 @@ class PageExport:
     parts: list[str | ExecutedBlock] = field(default_factory=list)
 
 
+_LINES = re.compile(r"^(?P<file>.+?):(?P<start>\d*)(?::(?P<end>\d*))?$")
+
+
+def read_snippet(spec: str, base_paths: list[Path]) -> tuple[Path, int, str] | None:
+    """The file, first line and text a ``--8<-- "spec"`` line includes, as pymdownx.snippets.
+
+    ``spec`` is a path, or a path with a line range: ``file.py:3:5`` (lines 3 to 5),
+    ``file.py:3`` (3 to the end), ``file.py::5`` (1 to 5). ``None`` when no base path
+    holds the file.
+    """
+    candidates = [(spec, None, None)]
+    if match := _LINES.match(spec):
+        candidates.append((match["file"], match["start"], match["end"]))
+    for name, start, end in candidates:
+        for base in base_paths:
+            path = base / name
+            if path.is_file():
+                lines = path.read_text().rstrip("\n").split("\n")
+                first = int(start) if start else 1
+                last = int(end) if end else len(lines)
+                return path, first, "\n".join(lines[first - 1 : last])
+    return None
+
+
 def expand_snippets(text: str, base_paths: list[Path]) -> str:
     """Replace ``--8<-- "file"`` lines with the file's text, as pymdownx.snippets does.
 
@@ -65,17 +89,12 @@ def expand_snippets(text: str, base_paths: list[Path]) -> str:
     lines = []
     for line in text.split("\n"):
         match = SNIPPET.match(line)
-        found = None
-        if match:
-            for base in base_paths:
-                if (base / match.group("path")).is_file():
-                    found = (base / match.group("path")).read_text().rstrip("\n")
-                    break
+        found = read_snippet(match.group("path"), base_paths) if match else None
         if found is None:
             lines.append(line)
         else:
             lines.extend(
-                match.group("indent") + part if part else part for part in found.split("\n")
+                match.group("indent") + part if part else part for part in found[2].split("\n")
             )
     return "\n".join(lines)
 

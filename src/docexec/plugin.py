@@ -7,37 +7,53 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 - ``raises="Name"``: the block must raise that exception, and shows its traceback;
 - ``timeout="SECONDS"``: a limit for the block (default: the plugin's ``timeout``);
 - one example process per page (see :mod:`docexec.worker`);
-- failures that stop the build and name ``docs/<page>.md:<line>``.
+- failures that stop the build and name ``docs/<page>.md:<line>``;
+- a memory of what each page printed (see :mod:`docexec.cache`), so a page whose
+  examples and inputs are unchanged is not run again.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
 import subprocess
 import time
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import markdown_exec
+import yaml
 from markdown_exec import base_format, code_block
 from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.utils import write_file
+from mkdocs.utils.meta import YAML_RE
 from pymdownx.superfences import SuperFencesException
 
+from docexec.cache import (
+    BlockRecord,
+    CacheMiss,
+    ExecutionCache,
+    Record,
+    digest,
+    environment_key,
+)
 from docexec.export import (
     SNIPPET,
     ExecutedBlock,
     PageExport,
     expand_snippets,
+    read_snippet,
     to_notebook,
     to_script,
 )
+from docexec.fences import Fence, FenceError, scan_fences, take_options
 from docexec.package import (
     build_wheel,
     install_html,
@@ -49,34 +65,8 @@ from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
 
-LINE_KEY = "docexec_line"
-
-_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
-_OPTION = re.compile(
-    r"""\b(?P<key>exec|returncode|width)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s}]*))"""
-)
-_LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
-
-
-#: Options a block may carry beyond those markdown-exec's validator takes out itself.
-KNOWN_EXTRA = {"title"}
-#: Every option a python/pycon block may carry, for error messages.
-KNOWN_OPTIONS = KNOWN_EXTRA | {
-    "exec",
-    "html",
-    "id",
-    "idprefix",
-    "raises",
-    "result",
-    "returncode",
-    "session",
-    "source",
-    "tabs",
-    "timeout",
-    "updatetoc",
-    "width",
-    "workdir",
-}
+#: The indentation and block-quote markers before a fence's backticks.
+_QUOTE_OR_SPACE = re.compile(r"^[\s>]*")
 
 
 class ExampleError(PluginError, SuperFencesException):
@@ -90,94 +80,37 @@ class DocExecConfig(Config):
     """Seconds any block may run, unless it sets its own ``timeout``."""
     seed = config_options.Type(int, default=0)
     """The seed every page's process starts from."""
+    cache = config_options.Type(bool, default=True)
+    """Replay a page's recorded output when nothing it depends on changed.
+
+    ``DOCEXEC_CACHE=0`` in the environment turns it off too."""
+    cache_dir = config_options.Type(str, default=".cache/docexec")
+    """Where the records live, relative to the folder of ``mkdocs.yml``."""
     package = config_options.Optional(config_options.Type(str))
     """The project's package with the extras readers need (``name[extra]``): its wheel is
     published at the site's root, and every page that runs code says how to install it."""
 
 
-def _options(info: str) -> dict[str, str]:
-    """The ``exec``, ``returncode`` and ``width`` options of a fence's info string."""
-    return {
-        m.group("key"): next(
-            v for v in (m.group("dq"), m.group("sq"), m.group("bare")) if v is not None
-        )
-        for m in _OPTION.finditer(info)
-    }
+def _check_front_matter(path: str, raw: str) -> None:
+    """Warn (an error under ``--strict``) when a page's YAML front matter does not parse.
 
-
-def _executes(lang: str, options: dict[str, str]) -> bool:
-    """Whether markdown-exec runs this fence: its own rule for ``exec``, and MARKDOWN_EXEC_AUTO."""
-    auto = [name.strip() for name in os.environ.get("MARKDOWN_EXEC_AUTO", "").split(",")]
-    return lang in auto or options.get("exec", "no").lower() not in {"", "no", "off", "false", "0"}
-
-
-def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[tuple[int, int, int]]]:
-    """Tag each executable ``python``/``pycon`` fence with the page line it opens on.
-
-    Fences nested in another fence (a Markdown example of fence syntax) are left
-    alone.
-
-    Args:
-        markdown: The page's Markdown.
-        first_line: The file line of the Markdown's first line (after front matter).
-
-    Returns:
-        The Markdown with ``docexec_line="N"`` added to each such fence, and for
-        each one ``(first_index, last_index, N)``: its span in the Markdown's lines.
-
-    Raises:
-        ValueError: A fence's ``returncode`` or ``width`` is not a whole number
-            (markdown-exec would quietly show the block as plain code); the message
-            starts with the fence's line.
+    MkDocs would quietly show it as the page's first paragraph.
     """
-    lines = markdown.split("\n")
-    spans: list[tuple[int, int, int]] = []
-    open_fence: str | None = None
-    opened_at: int | None = None
-    for index, line in enumerate(lines):
-        match = _FENCE.match(line)
-        if open_fence is not None:
-            if (
-                match
-                and match.group("fence").startswith(open_fence)
-                and not match.group("info").strip()
-            ):
-                open_fence = None
-                if opened_at is not None:
-                    spans.append((opened_at, index, first_line + opened_at))
-                    opened_at = None
-            continue
-        if not match:
-            continue
-        open_fence = match.group("fence")
-        info = match.group("info")
-        lang = _LANG.match(info)
-        options = _options(info)
-        if (
-            not lang
-            or lang.group("lang") not in ("python", "py", "pycon")
-            or not _executes(lang.group("lang"), options)
-        ):
-            continue
-        for key in ("returncode", "width"):
-            value = options.get(key)
-            if value is not None and not re.fullmatch(r"[+-]?\d+", value.strip()):
-                raise ValueError(
-                    f"{first_line + index}: {key}= takes a whole number, not {value!r}"
-                )
-        opened_at = index
-        tag = f'{LINE_KEY}="{first_line + index}"'
-        if info.rstrip().endswith("}"):
-            info = info.rstrip()[:-1].rstrip() + f" {tag} }}"
-        else:
-            info = f"{info.rstrip()} {tag}"
-        lines[index] = match.group("indent") + match.group("fence") + info
-    return "\n".join(lines), spans
-
-
-def annotate_fences(markdown: str, first_line: int = 1) -> str:
-    """The Markdown with each executable fence tagged with its page line (see ``scan_fences``)."""
-    return scan_fences(markdown, first_line)[0]
+    match = YAML_RE.match(raw)
+    if match is None:
+        return
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 1
+        problem = getattr(error, "problem", None) or str(error).split("\n")[0]
+        log.warning(f"{path}:{line}: invalid YAML front matter: {problem}")
+        return
+    if not isinstance(data, dict):
+        log.warning(
+            f"{path}:2: YAML front matter must be key: value pairs, not {type(data).__name__}"
+        )
 
 
 def _nonblank(text: str) -> list[str]:
@@ -214,17 +147,73 @@ def build_stamp(root: Path) -> str:
     return f"Python {platform.python_version()}, torch {torch_version}, commit {git_commit(root)}"
 
 
+@dataclass
+class PageRun:
+    """One page's examples in one build: where they stand, what ran, what it read.
+
+    Made when MkDocs hands the plugin the page's Markdown and dropped when the
+    page's HTML is done.
+
+    Attributes:
+        path: The page's path relative to the repository, such as ``docs/index.md``.
+        lines: The page's Markdown lines.
+        fences: Its executable fences, in order.
+        key: The key of those fences' text, included files expanded.
+        replay: The cache record being replayed, while it still fits.
+        worker: The page's example process, once a block had to run.
+        sent: The blocks run or replayed so far, to bring a worker up to date.
+        blocks: What each block was, for the notebook and script, by fence line.
+        records: Each block as the cache records it.
+        files: Repository files the page's process read.
+        environ: Environment variables it read, with their values.
+        seconds: Time spent running (or replaying) blocks.
+    """
+
+    path: str
+    lines: list[str]
+    fences: list[Fence]
+    key: str
+    replay: Record | None = None
+    worker: PageWorker | None = None
+    sent: list[tuple[Block, float]] = field(default_factory=list)
+    blocks: dict[int, ExecutedBlock] = field(default_factory=dict)
+    records: list[BlockRecord] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+    environ: dict[str, str | None] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def reused(self) -> bool:
+        return self.replay is not None and bool(self.sent)
+
+    def close(self) -> None:
+        """End the page's process; what its ``atexit`` handlers printed fails the page."""
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        worker.close()
+        if worker.atexit_output.strip():
+            raise ExampleError(
+                f"{self.path}: an atexit handler printed {worker.atexit_output.strip()!r} "
+                "when the page's process ended; that output belongs to no block (print it "
+                "in a block instead)"
+            )
+
+
 class DocExecPlugin(BasePlugin[DocExecConfig]):
     """Run every executable block in a per-page process and fail loudly."""
 
+    page: PageRun | None = None
+
     def on_config(self, config):
+        timeout = self.config.timeout
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise PluginError(
+                f"mkdocs.yml: plugins.docexec.timeout must be a finite number of seconds "
+                f"more than 0, not {timeout!r}"
+            )
         self.root = Path(config.config_file_path).resolve().parent
-        self.docs_dir = Path(config.docs_dir).resolve()
-        self.worker: PageWorker | None = None
-        self.page_path = ""
-        self.blocks: dict[int, ExecutedBlock] = {}
-        self.spans: list[tuple[int, int, int]] = []
-        self.lines: list[str] = []
+        self.page: PageRun | None = None
         self.exports: dict[str, tuple[str, PageExport]] = {}
         self.stamp = build_stamp(self.root)
         try:
@@ -247,6 +236,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             epoch = source_date_epoch(self.root)
             if epoch:
                 os.environ["SOURCE_DATE_EPOCH"] = epoch
+        self.cache: ExecutionCache | None = None
+        if self.config.cache and os.environ.get("DOCEXEC_CACHE", "1") != "0":
+            self.cache = ExecutionCache(
+                self.root, self.root / self.config.cache_dir, environment_key(self.config.seed)
+            )
         return config
 
     # Pages ------------------------------------------------------------------
@@ -255,27 +249,59 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close()
         source = Path(page.file.abs_src_path)
         try:
-            self.page_path = source.resolve().relative_to(self.root).as_posix()
+            path = source.resolve().relative_to(self.root).as_posix()
         except ValueError:
-            self.page_path = source.as_posix()
+            path = source.as_posix()
         raw = page.file.content_string
+        _check_front_matter(path, raw)
         at = raw.rfind(markdown) if markdown else -1
         first_line = raw[:at].count("\n") + 1 if at >= 0 else 1
-        self.blocks = {}
-        self.seconds = 0.0
-        self.lines = markdown.split("\n")
+        lines = markdown.split("\n")
         try:
-            annotated, self.spans = scan_fences(markdown, first_line)
-        except ValueError as error:
-            raise ExampleError(f"{self.page_path}:{error}") from None
+            annotated, fences = scan_fences(markdown, first_line)
+        except FenceError as error:
+            raise ExampleError(f"{path}:{error}") from None
+        key = digest(
+            [
+                expand_snippets("\n".join(lines[f.first : f.last + 1]), self.snippet_paths)
+                for f in fences
+            ]
+        )
+        self.page = PageRun(path, lines, fences, key)
+        if fences and self.cache is not None:
+            try:
+                self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
+            except CacheMiss as miss:
+                if miss.unreadable:
+                    log.info(f"{path}: {miss}; running the page")
         return annotated
 
     def on_page_content(self, html, *, page, config, files):
+        run = self.page
         self._close()
-        if not self.blocks:
+        if run is None or not run.blocks:
             return html
-        log.info(f"{self.page_path}: ran {len(self.blocks)} blocks in {self.seconds:.2f} s")
-        export = self._page_export(page)
+        if run.reused:
+            log.info(
+                f"{run.path}: reused {len(run.blocks)} blocks in {run.seconds:.2f} s "
+                f"(they ran in {run.replay.seconds:.2f} s)"
+            )
+        else:
+            log.info(f"{run.path}: ran {len(run.blocks)} blocks in {run.seconds:.2f} s")
+            if self.cache is not None:
+                self.cache.store(
+                    Record(
+                        page=run.path,
+                        fences=run.key,
+                        lines=[f.line for f in run.fences],
+                        environment=self.cache.environment,
+                        files=self.cache.record_files(run.files),
+                        blocks=run.records,
+                        seconds=round(run.seconds, 3),
+                        environ=run.environ,
+                    )
+                )
+        export = self._page_export(page, run)
         stem = Path(page.file.src_uri).stem
         folder = Path(page.file.dest_uri).parent
         self.exports[(folder / stem).as_posix()] = (stem, export)
@@ -288,16 +314,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             f"{install_html(self.package) if self.package else ''}</aside>\n"
         )
 
-    def _page_export(self, page) -> PageExport:
+    def _page_export(self, page, run: PageRun) -> PageExport:
         export = PageExport(title=page.title or page.file.src_uri)
         cursor = 0
-        for first, last, line in self.spans:
-            prose = "\n".join(self.lines[cursor:first])
+        for fence in run.fences:
+            prose = "\n".join(run.lines[cursor : fence.first])
             export.parts.append(expand_snippets(prose, self.snippet_paths))
-            if line + 1 in self.blocks:
-                export.parts.append(self.blocks[line + 1])
-            cursor = last + 1
-        export.parts.append(expand_snippets("\n".join(self.lines[cursor:]), self.snippet_paths))
+            if fence.line + 1 in run.blocks:
+                export.parts.append(run.blocks[fence.line + 1])
+            cursor = fence.last + 1
+        export.parts.append(expand_snippets("\n".join(run.lines[cursor:]), self.snippet_paths))
         return export
 
     def on_post_build(self, *, config):
@@ -318,11 +344,13 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close()
 
     def _close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+        if self.page is not None:
+            self.page.close()
+            self.page = None
 
-    def _included_parts(self, fence: int, source: str) -> tuple[tuple[str, int, str], ...]:
+    def _included_parts(
+        self, run: PageRun, fence: int, source: str
+    ) -> tuple[tuple[str, int, str], ...]:
         """Split a block that includes files into page parts and file parts.
 
         Each ``--8<-- "file"`` line of the fence's own text (before pymdownx.snippets
@@ -331,44 +359,34 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         when the block includes nothing, or when the parts do not add up to the code
         that ran or do not each compile on their own (an include inside a function).
         """
-        span = next((s for s in self.spans if s[2] == fence), None)
+        span = next((f for f in run.fences if f.line == fence), None)
         if span is None:
             return ()
-        first, last, _ = span
-        opening = self.lines[first]
-        indent = opening[: len(opening) - len(opening.lstrip())]
+        indent = _QUOTE_OR_SPACE.match(run.lines[span.first]).group(0)
         parts: list[tuple[str, int, str]] = []
         pending: list[str] = []
         start = fence + 1
-        for offset, raw in enumerate(self.lines[first + 1 : last]):
+        for offset, raw in enumerate(run.lines[span.first + 1 : span.last]):
             text = raw.removeprefix(indent)
             match = SNIPPET.match(text)
-            found = None
-            if match:
-                found = next(
-                    (
-                        b / match["path"]
-                        for b in self.snippet_paths
-                        if (b / match["path"]).is_file()
-                    ),
-                    None,
-                )
+            found = read_snippet(match["path"], self.snippet_paths) if match else None
             if found is None or match["indent"]:
                 if not pending:
                     start = fence + 1 + offset
                 pending.append(text)
                 continue
             if pending:
-                parts.append((self.page_path, start, "\n".join(pending)))
+                parts.append((run.path, start, "\n".join(pending)))
                 pending = []
+            file, first_line, included = found
             try:
-                path = found.resolve().relative_to(self.root).as_posix()
+                path = file.resolve().relative_to(self.root).as_posix()
             except ValueError:
                 return ()
-            parts.append((path, 1, found.read_text().rstrip("\n")))
+            parts.append((path, first_line, included))
         if pending:
-            parts.append((self.page_path, start, "\n".join(pending)))
-        if all(path == self.page_path for path, _line, _text in parts):
+            parts.append((run.path, start, "\n".join(pending)))
+        if all(path == run.path for path, _line, _text in parts):
             return ()
         # pymdownx.snippets may add blank lines around an include: compare the rest.
         if _nonblank("\n".join(text for *_, text in parts)) != _nonblank(source):
@@ -389,66 +407,137 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         return self._format("pycon", kwargs)
 
     def _format(self, kind: str, kwargs: dict[str, Any]):
-        extra = dict(kwargs.pop("extra", {}))
-        fence = int(extra.pop(LINE_KEY, "0"))
-        line = fence + 1
-        where = f"{self.page_path}:{fence}"
-        raises = extra.pop("raises", None) or None
-        if raises is not None and not raises.isidentifier():
-            raise ExampleError(f"{where}: raises= takes an exception's name, not {raises!r}")
+        run_ = self.page
+        if run_ is None:  # pragma: no cover - MkDocs always calls on_page_markdown first
+            raise ExampleError("docexec: a block outside any page")
         try:
-            timeout = float(extra.pop("timeout", self.config.timeout))
-        except ValueError:
-            raise ExampleError(f"{where}: timeout= takes a number of seconds") from None
-        if not timeout > 0:
-            raise ExampleError(f"{where}: timeout= must be more than 0 seconds")
-        unknown = sorted(set(extra) - KNOWN_EXTRA)
-        if unknown:
+            options = take_options(kind, kwargs, self.config.timeout)
+        except FenceError as error:
+            raise ExampleError(f"{run_.path}:{error}") from None
+        if options.skip:
+            return ""  # a fence inside an HTML comment: never run, nothing shown
+        fence = options.line
+        if fence == 0:
             raise ExampleError(
-                f"{where}: unknown option {unknown[0]!r} on a {kind} block "
-                f"(markdown-exec's and docexec's are: {', '.join(sorted(KNOWN_OPTIONS))})"
+                f"{run_.path}: an executable {kind} block that is not in the page's own "
+                "Markdown (a docstring shown by mkdocstrings?) cannot be run: docexec "
+                "could not name its line; show it without exec="
             )
-        kwargs["extra"] = extra
+        shown = {
+            k: kwargs["extra"].pop(k)
+            for k in ("hl_lines", "linenums", "title")
+            if k in kwargs["extra"]
+        }
         if kind == "pycon":
             # The transcript holds the inputs, so the source is never shown twice.
             kwargs["source"] = ""
             kwargs["result"] = ""
-        elif raises and not kwargs.get("html") and not kwargs.get("result"):
-            # A traceback read as Markdown loses its indentation and its <module>:
-            # show the block's output as a traceback instead.
-            kwargs["result"] = "pytb"
+        else:
+            kwargs["extra"].update(shown)
+            if options.raises and not kwargs.get("html") and not kwargs.get("result"):
+                # A traceback read as Markdown loses its indentation and its <module>:
+                # show the block's output as a traceback instead.
+                kwargs["result"] = "pytb"
         # What the page makes of a python block's printed output (markdown-exec's rules).
         renders = "html" if kwargs.get("html") else "text" if kwargs.get("result") else "markdown"
-
-        workdir = kwargs.get("workdir") or ""
-        if workdir and not (self.root / workdir).is_dir():
-            raise ExampleError(f"{where}: workdir={workdir!r} is no folder of {self.root}")
+        if options.workdir:
+            folder = (self.root / options.workdir).resolve()
+            if not folder.is_relative_to(self.root.resolve()):
+                raise ExampleError(
+                    f"{run_.path}:{fence}: workdir={options.workdir!r} is outside the "
+                    "repository; a block may only work in one of its folders"
+                )
+            if not folder.is_dir():
+                raise ExampleError(
+                    f"{run_.path}:{fence}: workdir={options.workdir!r} is no folder of {self.root}"
+                )
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
-            if self.worker is None:
-                self.worker = PageWorker(self.root, self.page_path, self.config.seed)
-            parts = self._included_parts(fence, source) if kind == "python" else ()
-            block = Block(kind, source, session or "", line, raises, workdir, parts)
+            source = self._as_written(run_, fence, source)
+            parts = self._included_parts(run_, fence, source) if kind == "python" else ()
+            block = Block(
+                kind,
+                source,
+                session or "",
+                fence + 1,
+                options.raises,
+                options.workdir,
+                parts,
+                options.width,
+            )
             started = time.perf_counter()
-            try:
-                result = self.worker.run(block, timeout)
-            except ExampleFailure as failure:
-                self._close()
-                where = f"{self.page_path}:{failure.line if failure.line > 0 else line}"
-                if failure.path:
-                    where = f"{failure.path}:{failure.line} (included at {self.page_path}:{fence})"
-                raise ExampleError(f"{where}: {failure}") from None
-            except Exception as error:
-                # SuperFences would swallow anything but an ExampleError and show the
-                # block unrun: a broken pipe, a result that cannot be pickled...
-                self._close()
-                raise ExampleError(
-                    f"{self.page_path}:{fence}: the block could not be run: {error!r}"
-                ) from error
-            self.seconds += time.perf_counter() - started
-            self.blocks[line] = ExecutedBlock(kind, source, raises, result.raised, renders)
+            output, raised = self._replayed(run_, block)
+            if output is None:
+                output, raised = self._run(run_, block, options.timeout)
+            run_.seconds += time.perf_counter() - started
+            run_.sent.append((block, options.timeout))
+            run_.blocks[block.first_line] = ExecutedBlock(
+                kind, source, options.raises, raised, renders
+            )
+            run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
             if kind == "pycon":
-                return code_block("pycon", result.output)
-            return result.output
+                return code_block("pycon", output, **shown)
+            return output
 
         return base_format(language=kind, run=run, **kwargs)
+
+    def _as_written(self, run: PageRun, fence: int, source: str) -> str:
+        """The block's code as the page has it: Markdown expands tabs before a formatter sees it.
+
+        The fence's own lines are used when they are the code that arrived, tabs aside
+        (they are not when a snippet was included: then the code is taken as it came).
+        """
+        span = next((f for f in run.fences if f.line == fence), None)
+        if span is None:
+            return source
+        opening = _QUOTE_OR_SPACE.match(run.lines[span.first]).group(0)
+        written = "\n".join(
+            line[len(opening) :] if line.startswith(opening) else line.lstrip(" >")
+            for line in run.lines[span.first + 1 : span.last]
+        )
+        expanded = "\n".join(
+            "" if not line.strip(" ") else line for line in written.expandtabs(4).split("\n")
+        )
+        return written if expanded == source and written != source else source
+
+    def _replayed(self, run: PageRun, block: Block) -> tuple[str | None, list[int]]:
+        """The block's recorded output, while the page's record still fits it."""
+        record = run.replay
+        if record is None or run.worker is not None:
+            return None, []
+        index = len(run.sent)
+        if index < len(record.blocks) and record.blocks[index].signature == block.signature():
+            recorded = record.blocks[index]
+            return recorded.output, list(recorded.raised)
+        # The record does not fit after all (the fences' text matched, what they ran
+        # did not): run the page from here, after replaying its earlier blocks for real.
+        log.info(f"{run.path}: the record does not match block {index + 1}; running the page")
+        run.replay = None
+        for earlier, timeout in run.sent:
+            self._run(run, earlier, timeout)
+        return None, []
+
+    def _run(self, run: PageRun, block: Block, timeout: float) -> tuple[str, list[int]]:
+        """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
+        if run.worker is None:
+            run.worker = PageWorker(self.root, run.path, self.config.seed)
+        fence = block.first_line - 1
+        try:
+            result = run.worker.run(block, timeout)
+        except ExampleFailure as failure:
+            run.close()
+            where = f"{run.path}:{failure.line if failure.line > 0 else block.first_line}"
+            if failure.path:
+                where = f"{failure.path}:{failure.line} (included at {run.path}:{fence})"
+            raise ExampleError(f"{where}: {failure}") from None
+        except Exception as error:
+            # SuperFences would swallow anything but an ExampleError and show the
+            # block unrun: a broken pipe, a result that cannot be pickled...
+            run.close()
+            raise ExampleError(
+                f"{run.path}:{fence}: the block could not be run: {error!r}"
+            ) from error
+        run.files.update(result.files)
+        for name, value in result.environ.items():
+            run.environ.setdefault(name, value)
+        return result.output, list(result.raised)

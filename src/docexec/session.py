@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import code
 import contextlib
+import importlib.machinery
 import io
 import linecache
 import os
@@ -19,6 +20,7 @@ import re
 import sys
 import sysconfig
 import tempfile
+import threading
 import traceback
 import weakref
 from collections.abc import Callable, Sequence
@@ -54,6 +56,12 @@ class BlockResult:
     """Indices of the statements (``pycon``) that raised the expected exception."""
     path: str = ""
     """The file the error is in, when it is not the page (an included file)."""
+    files: list[str] = field(default_factory=list)
+    """Repository files the process read while the block ran (see ``worker.ReadFiles``)."""
+    environ: dict[str, str | None] = field(default_factory=dict)
+    """Environment variables the block read, with their values (see ``worker.ReadFiles``)."""
+    inputs: list[tuple[int, int]] = field(default_factory=list)
+    """Where ``output`` echoes the author's input lines (``pycon``), as ``(start, end)``."""
 
 
 class _Output(io.StringIO):
@@ -71,6 +79,14 @@ class _Output(io.StringIO):
         self._fds: list[int] = []
         self._reader: io.BufferedReader | None = None
         self._saved: list[int] = []
+        self.inputs: list[tuple[int, int]] = []
+
+    def echo(self, text: str) -> None:
+        """Write an input line the author typed; published as written, never rewritten."""
+        self._drain()
+        start = self.tell()
+        super().write(text)
+        self.inputs.append((start, self.tell()))
 
     def catching(self, fds: list[int]) -> _Output:
         """Use as ``with output.catching([1]):`` to catch what reaches those descriptors."""
@@ -131,6 +147,9 @@ class _Stream(io.TextIOBase):
         return self.target or getattr(sys, f"__{self.name}__")
 
     def write(self, text: str) -> int:
+        origin = _THREAD_ORIGIN.get(threading.get_ident())
+        if origin is not None and origin[0] is threading.current_thread():
+            _MISPLACED.append((origin[1], text))
         return self._current().write(text)
 
     def flush(self) -> None:
@@ -145,8 +164,92 @@ class _Stream(io.TextIOBase):
     def fileno(self) -> int:
         return 1 if self.name == "stdout" else 2
 
+    @property
+    def buffer(self) -> _Binary:
+        """The binary layer a script's ``sys.stdout.buffer`` is."""
+        return _Binary(self)
+
+
+class _Binary(io.RawIOBase):
+    """``sys.stdout.buffer``: bytes, decoded as UTF-8 into the block's text."""
+
+    def __init__(self, stream: _Stream) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._stream.write(bytes(data).decode("utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+class _Descriptor(io.TextIOBase):
+    """Text written straight to a file descriptor: a forked child's stand-in streams."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def write(self, text: str) -> int:
+        os.write(self._fd, text.encode("utf-8", errors="replace"))
+        return len(text)
+
 
 _STREAMS = {"stdout": _Stream("stdout"), "stderr": _Stream("stderr")}
+
+#: Threads that outlived the block that started them, with that block's page line.
+_THREAD_ORIGIN: dict[int, tuple[threading.Thread, int]] = {}
+#: What such threads printed afterwards: ``(origin line, text)``.
+_MISPLACED: list[tuple[int, str]] = []
+
+
+@contextlib.contextmanager
+def track_threads(line: int):
+    """Note the threads a block leaves running, so that what they print later is caught."""
+    before = set(threading.enumerate())
+    try:
+        yield
+    finally:
+        for thread in threading.enumerate():
+            if thread not in before and thread.is_alive() and thread.ident is not None:
+                _THREAD_ORIGIN[thread.ident] = (thread, line)
+
+
+def misplaced_output() -> tuple[int, str] | None:
+    """The first thing a thread printed outside the block that started it, if any."""
+    found = _MISPLACED[0] if _MISPLACED else None
+    _MISPLACED.clear()
+    return found
+
+
+def capture_output(function: Callable[[], object]) -> str:
+    """What ``function`` prints to stdout and stderr, at the descriptors too."""
+    output = _Output()
+    with _capturing(output, ("stdout", "stderr")):
+        function()
+    return output.getvalue()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (``os.fork``, a fork ``Pool``) writes to the block through its descriptor.
+
+    The parent's in-memory buffer is a copy in the child, and nobody reads it: the
+    child's ``print`` goes to the captured descriptor instead, which the parent drains.
+    """
+    for stream in _STREAMS.values():
+        if stream.target is not None:
+            stream.target = _Descriptor(stream.fileno())
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager
@@ -192,9 +295,10 @@ class PathScrubber:
 
     Args:
         root: The repository root; paths below it become relative to it.
+        folder: The page's working folder, which becomes ``.`` too.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, folder: Path | None = None) -> None:
         prefixes: dict[str, str] = {}
         for key in ("purelib", "platlib"):
             prefixes[sysconfig.get_paths()[key]] = "site-packages"
@@ -202,24 +306,69 @@ class PathScrubber:
             f"python{sys.version_info[0]}.{sys.version_info[1]}"
         )
         prefixes[str(root)] = "."
-        # Longest first: site-packages lives inside the repository's .venv.
-        self._prefixes = sorted(prefixes.items(), key=lambda item: -len(item[0]))
+        if folder is not None:
+            prefixes[str(folder)] = "."
+            prefixes[os.path.realpath(folder)] = "."
+        # Longest first: site-packages lives inside the repository's .venv. A prefix
+        # counts where a path component ends: before "/", or as the whole path.
+        self._pattern = re.compile(
+            "|".join(
+                f"({re.escape(prefix)})(?=/|$|[\\s'\",:)\\]])"
+                for prefix in sorted(prefixes, key=len, reverse=True)
+            ),
+            re.MULTILINE,
+        )
+        self._by_prefix = prefixes
 
     def __call__(self, text: str) -> str:
-        for prefix, label in self._prefixes:
-            text = text.replace(prefix + "/", label + "/")
+        return self._pattern.sub(lambda match: self._by_prefix[match.group(0)], text)
+
+
+#: A default repr's address: ``<function f at 0x7f...>``, ``<Foo object at 0x...>``.
+_ADDRESS = re.compile(r"(?<=[^<>\n] at )0x[0-9a-fA-F]+(?=>)")
+
+#: ANSI escape sequences: CSI (colours, cursor moves) and OSC (titles, links).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def as_terminal(text: str) -> str:
+    """What a terminal shows for ``text``: ``\\r`` overwrites its line, escape codes vanish.
+
+    A progress bar that redraws itself with ``\\r`` is shown as its last state, and
+    colour codes are dropped, as a terminal without colour would show them.
+    """
+    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    if "\r" not in text:
         return text
+    lines = []
+    for line in text.split("\n"):
+        shown = ""
+        for part in line.split("\r"):
+            shown = part + shown[len(part) :]
+        lines.append(shown)
+    return "\n".join(lines)
 
 
-_ADDRESS = re.compile(r"(?<= at )0x[0-9a-fA-F]+")
+def outside_inputs(text: str, inputs: list[tuple[int, int]], change: Callable[[str], str]) -> str:
+    """``text`` with ``change`` applied to what the block printed, never to echoed inputs."""
+    pieces, cursor = [], 0
+    for start, end in inputs:
+        pieces.append(change(text[cursor:start]))
+        pieces.append(text[start:end])
+        cursor = end
+    pieces.append(change(text[cursor:]))
+    return "".join(pieces)
 
 
 class AddressStabilizer:
-    """Replace memory addresses in reprs (``<... at 0x7f...>``) with stable ones.
+    """Replace memory addresses in default reprs (``<... at 0x7f...>``) with stable ones.
 
-    The same real address always maps to the same stand-in within a page, so a
-    page can still show that two names point at one object. Stand-ins count up
-    from ``0x7ff000000010`` in order of first appearance.
+    Only an address a default repr prints (``at 0x...`` closing a ``<...>``) is
+    replaced, and only in output (see :func:`outside_inputs`): a string an author
+    wrote, such as ``"breakpoint at 0x1f"``, is left as it is. The same real address
+    always maps to the same stand-in within a page, so a page can still show that
+    two names point at one object. Stand-ins count up from ``0x7ff000000010`` in
+    order of first appearance.
     """
 
     BASE = 0x7FF000000000
@@ -237,20 +386,47 @@ class AddressStabilizer:
         return _ADDRESS.sub(stand_in, text)
 
 
-def new_session_module() -> ModuleType:
-    """A fresh ``__main__`` module for a session's names, as in a new interpreter."""
+def new_session_module(kind: str = "pycon", file: str | None = None) -> ModuleType:
+    """A fresh ``__main__`` module for a session's names, as a new interpreter has it.
+
+    Args:
+        kind: ``"pycon"`` for the interactive interpreter's ``__main__``
+            (``__annotations__``, the ``BuiltinImporter`` loader), ``"python"`` for a
+            script's (``__file__``, a source loader).
+        file: The script's path, for ``"python"``.
+    """
     module = ModuleType("__main__")
-    module.__dict__["__builtins__"] = __builtins__
+    module.__dict__["__builtins__"] = builtins
+    if kind == "python" and file is not None:
+        module.__file__ = file
+        module.__cached__ = None
+        module.__loader__ = importlib.machinery.SourceFileLoader("__main__", file)
+    else:
+        module.__annotations__ = {}
+        module.__loader__ = importlib.machinery.BuiltinImporter
     return module
 
 
 @contextlib.contextmanager
-def _as_main(module: ModuleType):
+def _as_main(module: ModuleType, kind: str = "python"):
+    """Make ``module`` the process's ``__main__``, with what a script or the REPL has.
+
+    A script's ``sys.argv`` is its path; the interactive interpreter's is ``['']``
+    and it has ``sys.ps1`` and ``sys.ps2``.
+    """
     saved = sys.modules.get("__main__")
+    saved_argv = sys.argv
     sys.modules["__main__"] = module
+    sys.argv = [module.__dict__.get("__file__", "")] if kind == "python" else [""]
+    if kind == "pycon":
+        sys.ps1, sys.ps2 = PS1, PS2
     try:
         yield
     finally:
+        sys.argv = saved_argv
+        for name in ("ps1", "ps2"):
+            if kind == "pycon" and hasattr(sys, name):
+                delattr(sys, name)
         if saved is not None:
             sys.modules["__main__"] = saved
 
@@ -383,7 +559,7 @@ def run_pycon(
         inputs = []
     pending = list(inputs)
     with (
-        _as_main(module),
+        _as_main(module, "pycon"),
         _own_last_value(module),
         _capturing(buffer, ("stdout", "stderr")),
     ):
@@ -396,7 +572,7 @@ def run_pycon(
                 statement_start = line
                 if text.strip():
                     statement += 1  # numbered as the exports number them: empty ones aside
-            buffer.write((PS2 if more else PS1) + text + "\n")
+            buffer.echo((PS2 if more else PS1) + text + "\n")
             on_line(line)
             console.raised = None
             try:
@@ -430,15 +606,11 @@ def run_pycon(
             error=f"the block says raises={raises!r}, but no input raised it",
             line=first_line,
         )
-    return BlockResult(output=_strip_trailing_spaces(buffer.getvalue()), raised=raised)
+    return BlockResult(output=buffer.getvalue().rstrip("\n"), raised=raised, inputs=buffer.inputs)
 
 
 def _tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.rstrip("\n").split("\n")[-lines:])
-
-
-def _strip_trailing_spaces(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.rstrip("\n").split("\n"))
 
 
 #: What each page's python blocks ran, line for line at their page lines.

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import faulthandler
 import multiprocessing
 import multiprocessing.util  # registers its exit handler now, before ours (see context)
 import os
 import random
+import re
+import shutil
 import signal
+import sys
+import sysconfig
+import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -28,9 +36,14 @@ from docexec.session import (
     BlockResult,
     PathScrubber,
     StopExample,
+    as_terminal,
+    capture_output,
+    misplaced_output,
     new_session_module,
+    outside_inputs,
     run_pycon,
     run_python,
+    track_threads,
 )
 
 #: Modules the fork server imports once, so each page's process starts warm.
@@ -54,6 +67,8 @@ class Block:
             (markdown-exec's ``workdir``); the root itself when empty.
         parts: For a ``python`` block that includes files, ``(path, first_line,
             code)`` pieces that make up ``source`` (see ``run_python``).
+        width: The console width the block sees as ``COLUMNS`` (markdown-exec's
+            ``width``); 0 leaves ``COLUMNS`` as the build has it.
     """
 
     kind: str
@@ -63,6 +78,19 @@ class Block:
     raises: str | None = None
     workdir: str = ""
     parts: tuple[tuple[str, int, str], ...] = ()
+    width: int = 0
+
+    def signature(self) -> dict:
+        """What identifies the block apart from where it stands on the page."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "session": self.session,
+            "raises": self.raises,
+            "workdir": self.workdir,
+            "parts": [list(part) for part in self.parts],
+            "width": self.width,
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -87,68 +115,356 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+#: Audit events after which the process may die at once: the caller's line is noted.
+_SIGNALLING = frozenset({"os.kill", "os.killpg", "signal.pthread_kill", "os.abort"})
+
+#: Set per block by docexec itself, so never a dependency of a page's output.
+UNTRACKED_ENVIRON = frozenset({"COLUMNS", "DOCEXEC_ROOT"})
+
+
 def _raise_stop(_signum: int, _frame: object) -> None:
     raise StopExample
 
 
-def serve(conn: Connection, root: str, page: str, seed: int) -> None:
+class RunningLine:
+    """The page line the process is running, kept where the plugin can read it.
+
+    A thread samples the main thread's stack every few milliseconds, and
+    ``os._exit`` notes its caller, so a block that dies (a segfault, a signal, an
+    exit) or swallows its stop is reported at the line that was running, not at
+    the block's first line. A crash (a segfault) is reported by :mod:`faulthandler`
+    into ``crash_file``, which the plugin reads.
+    """
+
+    INTERVAL = 0.01
+    current: RunningLine | None = None
+
+    def __init__(self, shared, page: str) -> None:
+        RunningLine.current = self
+        self.shared = shared
+        self.page = page
+        self.active = False
+        self._main = threading.main_thread().ident
+        threading.Thread(target=self._sample, name="docexec-line", daemon=True).start()
+        real_exit = os._exit
+
+        def _exit(code: int) -> None:
+            self.note(sys._getframe(1))
+            real_exit(code)
+
+        os._exit = _exit
+
+    def note(self, frame) -> None:
+        if not self.active:
+            return
+        line = 0
+        while frame is not None:
+            if frame.f_code.co_filename == self.page:
+                line = frame.f_lineno  # the outermost: the block's own statement
+            frame = frame.f_back
+        if line:
+            self.shared.value = line
+
+    def _sample(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            frame = sys._current_frames().get(self._main)
+            self.note(frame)
+
+
+def _children() -> set[int]:
+    """This process's live child processes (zombies, which have ended, left out)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as file:
+                found.update(int(pid) for pid in file.read().split())
+    alive = set()
+    for pid in found:
+        try:
+            with open(f"/proc/{pid}/stat") as file:
+                state = file.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            alive.add(pid)
+    return alive
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def _leftovers(before_children: set[int]) -> str:
+    """What a block left running that would print into no block, or ``""``."""
+    deadline = time.monotonic() + GRACE
+    while True:
+        children = _children() - before_children
+        tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
+        children.discard(tracker)
+        threads = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+        threads = [t for t in threads if t is not threading.main_thread()]
+        if not (children or threads) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if children:
+        pid = min(children)
+        return (
+            f"a process it started (pid {pid}: {_command(pid)}) was still running when the "
+            "block ended; wait for it in the block, so that what it prints belongs to the block"
+        )
+    if threads:
+        return (
+            f"a thread it started ({threads[0].name}) was still running when the block ended; "
+            "join it in the block, so that what it prints belongs to the block"
+        )
+    return ""
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the fork server (and so MkDocs) goes away."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _end_group(_signum: int = 0, _frame: object = None) -> None:
+    """End every process the page started, and this one: the page's process group."""
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _default_sigterm_in_child() -> None:
+    """A page's own children (a Pool's workers) take SIGTERM as processes usually do."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class ReadFiles:
+    """The repository files and folders this process reads, as the cache needs them.
+
+    An audit hook sees every ``open`` and folder listing (``os.listdir``,
+    ``os.scandir``, ``glob``), whether it succeeded or not; :meth:`take` adds the
+    source file of every module imported since (a module whose bytecode is cached
+    opens only its ``.pyc``). Only paths inside the repository count, outside its
+    virtual environment and ``__pycache__`` folders: installed distributions are
+    keyed by version instead. The folders the import system lists to find modules
+    (``sys.path`` entries and packages) are left out: an editor's swap file there
+    says nothing about the page, and the modules themselves are counted.
+
+    Args:
+        root: The repository root.
+    """
+
+    _LISTINGS = frozenset({"os.listdir", "os.scandir", "glob.glob"})
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.join(os.path.realpath(root), "")
+        paths = sysconfig.get_paths()
+        self.skip = tuple(
+            os.path.join(os.path.realpath(p), "")
+            for p in {sys.prefix, paths["purelib"], paths["platlib"], paths["stdlib"]}
+        )
+        self.found: set[str] = set()
+        self.listed: set[str] = set()
+        self.environ: dict[str, str | None] = {}
+        self._modules: dict[str, object] = {}
+        sys.addaudithook(self._hook)
+        # Environment variables are read without an audit event: note them where
+        # every read of os.environ goes (os.environ[...], .get, os.getenv, "X" in).
+        # A variable the page set itself is its own doing, not a dependency.
+        reads, written = self.environ, set()
+        environ_class = type(os.environ)
+        getitem, setitem = environ_class.__getitem__, environ_class.__setitem__
+
+        def noted_getitem(environ, key):
+            if environ is not os.environ or key in UNTRACKED_ENVIRON or key in written:
+                return getitem(environ, key)
+            try:
+                value = getitem(environ, key)
+            except KeyError:
+                reads.setdefault(key, None)
+                raise
+            reads.setdefault(key, value)
+            return value
+
+        def noted_setitem(environ, key, value):
+            if environ is os.environ:
+                written.add(key)
+            setitem(environ, key, value)
+
+        environ_class.__getitem__ = noted_getitem
+        environ_class.__setitem__ = noted_setitem
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if event in _SIGNALLING and (running := RunningLine.current) is not None:
+            running.note(sys._getframe(1))
+        listing = event in self._LISTINGS
+        if (event == "open" or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            self._note(args[0], self.listed if listing else self.found)
+
+    def _note(self, path, into: set[str]) -> None:
+        try:
+            path = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError, OSError):
+            return
+        if (
+            path.startswith(self.root)
+            and not path.startswith(self.skip)
+            and "__pycache__" not in path
+        ):
+            into.add(path[len(self.root) :])
+
+    def take(self) -> list[str]:
+        """What was read since the last call, as paths relative to the root."""
+        import_dirs: set[str] = set()
+        for path in sys.path:
+            self._note(path or ".", import_dirs)
+        for name, module in list(sys.modules.items()):
+            folders = getattr(module, "__path__", None)
+            if isinstance(folders, list):  # a package; not torch's odd namespaces
+                for folder in folders:
+                    self._note(folder, import_dirs)
+            if self._modules.get(name) is not module:
+                self._modules[name] = module
+                file = getattr(module, "__file__", None)
+                if isinstance(file, str) and os.path.isabs(file):
+                    self._note(file, self.found)
+        found = self.found | (self.listed - import_dirs)
+        self.found, self.listed = set(), set()
+        return sorted(found)
+
+    def take_environ(self) -> dict[str, str | None]:
+        """The environment variables read since the last call, with their values then."""
+        taken = dict(self.environ)
+        self.environ.clear()
+        return taken
+
+
+def serve(
+    conn: Connection,
+    root: str,
+    page: str,
+    seed: int,
+    folder: str,
+    line,
+    crash_file: str,
+    environ: dict[str, str],
+) -> None:
     """Run a page's blocks as they arrive on ``conn`` until it closes.
+
+    The process leads a process group of its own, so every process a page starts
+    can be ended with it; it works in ``folder``, a fresh temporary folder, unless
+    a block names a ``workdir``; ``multiprocessing`` forks, as in a script on Linux.
 
     Args:
         conn: The worker's end of the pipe.
-        root: The repository root; the process works from there.
+        root: The repository root (``DOCEXEC_ROOT`` in the environment).
         page: The page's path relative to ``root``, used in tracebacks.
         seed: The page's seed.
+        folder: The page's working folder.
+        line: A shared integer: the page line running now (see :class:`RunningLine`).
+        crash_file: Where :mod:`faulthandler` writes the stack if the process crashes.
+        environ: The build's environment now (the fork server keeps the one it
+            started with, which under ``mkdocs serve`` may be a build ago).
     """
-    os.chdir(root)
+    os.environ.clear()
+    os.environ.update(environ)
+    os.setsid()
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, _end_group)
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
     signal.signal(signal.SIGUSR1, _raise_stop)
+    multiprocessing.set_start_method("fork", force=True)
+    os.environ["DOCEXEC_ROOT"] = root
+    os.chdir(folder)
+    tempfile.gettempdir()  # reads TMPDIR and friends once, before the page's reads count
+    faulthandler.enable(open(crash_file, "w"))  # noqa: SIM115 - open until the process ends
+    read = ReadFiles(root)
+    page_file = os.path.join(root, page)
+    running = RunningLine(line, page)
+    columns = os.environ.get("COLUMNS")
     seed_everything(seed)
-    scrub = PathScrubber(Path(root))
+    scrub = PathScrubber(Path(root), Path(folder))
     stabilize = AddressStabilizer()
     sessions: dict[str, object] = {}
     while True:
         try:
             block: Block | None = conn.recv()
         except EOFError:
+            _end_group()
             return
         if block is None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(("closed", scrub(capture_output(atexit._run_exitfuncs))))
             return
-        os.chdir(os.path.join(root, block.workdir))
+        os.chdir(os.path.join(root, block.workdir) if block.workdir else folder)
+        if block.width:
+            os.environ["COLUMNS"] = str(block.width)
+        elif columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+        # A python block's running line is sampled; a pycon block reports each input.
+        line.value = block.first_line if block.kind == "python" else 0
+        running.active = block.kind == "python"
         module = sessions.get(block.session) if block.session else None
         if module is None:
-            module = new_session_module()
+            module = new_session_module(block.kind, page_file)
             if block.session:
                 sessions[block.session] = module
+        before = _children()
         try:
-            if block.kind == "pycon":
-                result = run_pycon(
-                    block.source,
-                    module,
-                    first_line=block.first_line,
-                    raises=block.raises,
-                    on_line=lambda line: conn.send(("line", line)),
-                )
-            else:
-                result = run_python(
-                    block.source,
-                    module,
-                    filename=page,
-                    first_line=block.first_line,
-                    raises=block.raises,
-                    parts=block.parts,
-                )
+            with track_threads(block.first_line - 1):
+                if block.kind == "pycon":
+                    result = run_pycon(
+                        block.source,
+                        module,
+                        first_line=block.first_line,
+                        raises=block.raises,
+                        on_line=lambda line: conn.send(("line", line)),
+                    )
+                else:
+                    result = run_python(
+                        block.source,
+                        module,
+                        filename=page,
+                        first_line=block.first_line,
+                        raises=block.raises,
+                        parts=block.parts,
+                    )
+                if not result.error and (left := _leftovers(before)):
+                    result = BlockResult(error=left, line=block.first_line - 1)
         except StopExample as stop:
             tb = stop.__traceback__
-            line = block.first_line
+            stopped_at = block.first_line
             while tb is not None:
                 if tb.tb_frame.f_code.co_filename in (page, "<stdin>"):
-                    line = tb.tb_lineno
+                    stopped_at = tb.tb_lineno
                     if tb.tb_frame.f_code.co_filename == "<stdin>":
-                        line = -1  # the last reported input line is the better guess
+                        stopped_at = -1  # the last reported input line is the better guess
                 tb = tb.tb_next
-            result = BlockResult(error="stopped", line=line, timed_out=True)
-        result.output = stabilize(scrub(result.output))
+            result = BlockResult(error="stopped", line=stopped_at, timed_out=True)
+        if not result.error and (misplaced := misplaced_output()):
+            origin, text = misplaced
+            result = BlockResult(
+                error=f"a thread started in the block at {page}:{origin} printed {text!r} "
+                "after that block ended; join it in its block",
+                line=block.first_line - 1,
+            )
+
+        def publish(text: str) -> str:
+            return stabilize(scrub(as_terminal(text)))
+
+        result.output = outside_inputs(result.output, result.inputs, publish)
+        result.inputs = []
         result.error = scrub(result.error)
+        result.files = read.take()
+        result.environ = read.take_environ()
         conn.send(("done", result))
 
 
@@ -200,14 +516,31 @@ class PageWorker:
     def __init__(self, root: Path, page: str, seed: int) -> None:
         context = self.context()
         self.page = page
+        self.folder = tempfile.mkdtemp(prefix="docexec-page-")
+        handle, self._crash_file = tempfile.mkstemp(prefix="docexec-crash-")
+        os.close(handle)
+        self._line = context.Value("i", 0, lock=False)
         self._conn, child = context.Pipe()
         # Not a daemon: a daemonic process may not have children, and a page may well
         # start some (a DataLoader with num_workers, a multiprocessing Pool). _LIVE
         # makes sure none outlives the build.
-        self._process = context.Process(target=serve, args=(child, str(root), page, seed))
+        self._process = context.Process(
+            target=serve,
+            args=(
+                child,
+                str(root),
+                page,
+                seed,
+                self.folder,
+                self._line,
+                self._crash_file,
+                dict(os.environ),
+            ),
+        )
         self._process.start()
         child.close()
         _LIVE.add(self)
+        self.atexit_output = ""
 
     def run(self, block: Block, timeout: float) -> BlockResult:
         """Run ``block`` and return what it produced.
@@ -234,13 +567,13 @@ class PageWorker:
                 )
             if not self._conn.poll(min(remaining, 0.25)):
                 if not self._process.is_alive():
-                    raise ExampleFailure(self._death(), line)
+                    raise ExampleFailure(self._death(), self._running(line))
                 continue
             try:
                 kind, payload = self._conn.recv()
             except (EOFError, ConnectionResetError):
                 self._process.join(GRACE)
-                raise ExampleFailure(self._death(), line) from None
+                raise ExampleFailure(self._death(), self._running(line)) from None
             if kind == "line":
                 line = payload
                 continue
@@ -249,8 +582,23 @@ class PageWorker:
                 raise ExampleFailure(result.error, result.line, result.path)
             return result
 
+    def _running(self, line: int) -> int:
+        """The line a python block was running, else the last pycon input.
+
+        A crash's own stack (from faulthandler) is the surest; then the sampled line.
+        """
+        with contextlib.suppress(OSError):
+            crash = Path(self._crash_file).read_text()
+            found = re.search(rf'File "{re.escape(self.page)}", line (\d+)', crash)
+            if found:
+                return int(found.group(1))
+        return self._line.value or line
+
     def _death(self) -> str:
         code = self._process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            return f"the example process was killed by {name} during the block"
         return f"the example process ended during the block (exit code {code})"
 
     def _stop(self, line: int) -> int:
@@ -264,20 +612,38 @@ class PageWorker:
                         line = payload
                         kind, payload = self._conn.recv()
                     if kind == "done" and payload.line > 0:
-                        line = payload.line
+                        return self._end(payload.line)
                 except (EOFError, ConnectionResetError):
                     pass
+        # The block did not stop (it swallowed the interruption): the sampled line.
+        return self._end(self._running(line))
+
+    def _end(self, line: int) -> int:
         self.close(kill=True)
         return line
 
     def close(self, kill: bool = False) -> None:
-        """End the process; politely unless ``kill``."""
+        """End the process and every process the page started; politely unless ``kill``.
+
+        Closing politely runs the page's ``atexit`` handlers, as a script's exit would;
+        what they print is left in ``atexit_output``.
+        """
         _LIVE.discard(self)
         if self._process.is_alive() and not kill:
             with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
+                if self._conn.poll(GRACE * 5):
+                    kind, payload = self._conn.recv()
+                    if kind == "closed":
+                        self.atexit_output = payload
             self._process.join(GRACE)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+        # The page's process led its own group: end whatever it left behind.
+        with contextlib.suppress(OSError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         self._conn.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self._crash_file)

@@ -37,11 +37,19 @@ def parameter_table(module: nn.Module) -> list[ParameterRow]:
 
     Returns:
         One row per tensor that ``module.named_parameters()`` yields.
+
+    Raises:
+        ValueError: If a parameter has no shape yet (a lazy layer before its first batch).
     """
-    return [
-        ParameterRow(name, tuple(param.shape), param.numel())
-        for name, param in module.named_parameters()
-    ]
+    rows = []
+    for name, param in module.named_parameters():
+        if isinstance(param, nn.parameter.UninitializedParameter):
+            raise ValueError(
+                f"{name} has no shape yet: it belongs to a lazy layer, which learns its "
+                "input size from its first batch; run one forward pass before counting"
+            )
+        rows.append(ParameterRow(name, tuple(param.shape), param.numel()))
+    return rows
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,0 +1,177 @@
+"""Benchmark: the floor, a cold and a warm build, and edit-to-served latency under serve.
+
+Run by hand (``make benchmark``); it prints figures and asserts nothing. Everything
+runs on a copy of the repository's tracked files in a scratch folder (its own
+execution cache, its package first on ``PYTHONPATH``), so the checkout is never
+edited. Each figure is printed in seconds and as a ratio to the floor, the time
+``python -c "import torch"`` takes on this machine.
+
+Under ``mkdocs serve``, an edit's latency is the time from writing the file to
+the server saying "Reloading browsers" with the edit in the page it serves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MKDOCS = [sys.executable, "-m", "mkdocs"]
+RUNS = 3  # each timing is the median of this many
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def copy_repository(into: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / os.fsdecode(name)
+        if source.is_file():
+            target = into / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return into
+
+
+class Server:
+    """``mkdocs serve`` on a free port, its log read line by line."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.lines: list[tuple[float, str]] = []
+        self.process = subprocess.Popen(
+            [*MKDOCS, "serve", "--livereload", "-a", f"127.0.0.1:{self.port}"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append((time.perf_counter(), line.rstrip()))
+
+    def wait_for(self, pattern: str, after: float, seconds: float = 300) -> float:
+        """The time the log first matched ``pattern`` after ``after``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if at >= after and re.search(pattern, line):
+                    return at
+            time.sleep(0.005)
+        raise SystemExit(
+            f"mkdocs serve never logged {pattern!r}:\n"
+            + "\n".join(line for _, line in self.lines[-30:])
+        )
+
+    def page(self, path: str) -> str:
+        url = f"http://127.0.0.1:{self.port}/learnable-parameters/{path}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read().decode()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def edit_latency(server: Server, root: Path, file: str, change, check: str | None) -> float:
+    """Seconds from changing ``file`` to the served site showing it."""
+    path = root / file
+    text = path.read_text()
+    started = time.perf_counter()
+    path.write_text(change(text))
+    reloaded = server.wait_for(r"Reloading browsers", after=started)
+    if check is not None:
+        page, needle = check.split("|", 1)
+        if needle not in server.page(page):
+            raise SystemExit(f"{page} does not show {needle!r} after the edit")
+    return reloaded - started
+
+
+def main() -> None:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    floor = median([timed([sys.executable, "-c", "import torch"], ROOT, env) for _ in range(RUNS)])
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="docexec-benchmark-") as scratch:
+        root = copy_repository(Path(scratch) / "repo")
+        env = dict(env, PYTHONPATH=str(root / "src"))
+        build = [*MKDOCS, "build", "--strict", "--site-dir", str(Path(scratch) / "site")]
+        cold = []
+        for _ in range(RUNS):
+            shutil.rmtree(root / ".cache", ignore_errors=True)
+            cold.append(timed(build, root, env))
+        rows.append(("cold build (every page runs)", median(cold)))
+        rows.append(
+            ("warm build (nothing changed)", median([timed(build, root, env) for _ in range(RUNS)]))
+        )
+
+        server = Server(root, env)
+        try:
+            server.wait_for(r"Serving on", after=0)
+            edits = {
+                "serve: prose edit (docs/bias.md)": (
+                    "docs/bias.md",
+                    lambda text, n: text + f"\nA sentence added by the benchmark, number {n}.\n",
+                    "bias/|number {n}.",
+                ),
+                "serve: code edit, small page (docs/string-representation.md)": (
+                    "docs/string-representation.md",
+                    lambda text, n: text.replace(">>> ", f">>> 'edit-{n}'\n>>> ", 1),
+                    "string-representation/|edit-{n}",
+                ),
+                "serve: package module used by one page (training.py)": (
+                    "src/learnable_parameters/training.py",
+                    lambda text, n: text + f"\n# An edit by the benchmark, number {n}.\n",
+                    None,
+                ),
+            }
+            for name, (file, change, check) in edits.items():
+                times = [
+                    edit_latency(
+                        server,
+                        root,
+                        file,
+                        lambda text, n=n, change=change: change(text, n),
+                        check.format(n=n) if check else None,
+                    )
+                    for n in range(RUNS)
+                ]
+                rows.append((name, median(times)))
+        finally:
+            server.stop()
+
+    rows.insert(0, ("floor: python -c 'import torch'", floor))
+    width = max(len(name) for name, _ in rows)
+    print(f"{'what':<{width}}  seconds  x floor")
+    for name, seconds in rows:
+        print(f"{name:<{width}}  {seconds:7.2f}  {seconds / floor:7.2f}")
+    print(
+        f"(median of {RUNS}; cores: {os.cpu_count()}; load average now: {os.getloadavg()[0]:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""docexec's memory: what each page's examples printed, and everything it depended on.
+
+When a page's examples have run, :class:`ExecutionCache` stores one record for it:
+the outputs of its blocks, in order, under a key made of
+
+- the page's executed fences (their text and options, included files expanded);
+- the environment: this format, the interpreter, the installed distributions and
+  their versions, and the plugin settings that change output (the seed);
+- every file inside the repository that the page's process imported, opened or
+  listed while it ran, by content (observed in the process, see
+  :mod:`docexec.worker`), and whether each was there at all;
+- every environment variable the page's process read, with its value.
+
+On the next build a page whose key still matches is not run: its record is
+replayed. A record that cannot be read (truncated, corrupt, another format) is a
+miss, logged once; a page that failed is never recorded. Records are written to a
+temporary file and renamed into place, so a reader (another build at the same
+time) sees a whole record or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+#: Bumped whenever a record's meaning changes; older records are then misses.
+FORMAT = 2
+
+
+def digest(*parts: object) -> str:
+    """A short, stable hash of JSON-able parts."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: The last environment key, with the state of sys.path it was computed from.
+_ENVIRONMENT: tuple[object, str] | None = None
+
+
+def environment_key(seed: int) -> str:
+    """What, outside the repository, can change any page's output.
+
+    Reading every distribution's metadata takes a tenth of a second, which a
+    rebuild under ``mkdocs serve`` should not pay each time: the key is kept while
+    no folder on ``sys.path`` changed (installing or removing a distribution
+    changes its folder).
+    """
+    global _ENVIRONMENT
+    state = [seed, os.environ.get("PYTHONHASHSEED")]
+    for folder in sys.path:
+        with contextlib.suppress(OSError):
+            state.append((folder, os.stat(folder or ".").st_mtime_ns))
+    if _ENVIRONMENT is not None and _ENVIRONMENT[0] == state:
+        return _ENVIRONMENT[1]
+    key = _environment_key(seed)
+    _ENVIRONMENT = (state, key)
+    return key
+
+
+def _environment_key(seed: int) -> str:
+    distributions = sorted(
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+    )
+    return digest(
+        FORMAT,
+        sys.version,
+        platform.machine(),
+        platform.system(),
+        distributions,
+        {"seed": seed, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED")},
+    )
+
+
+def fingerprint(path: Path) -> str | None:
+    """The state of a file or folder a page read: its content, its listing, or absence."""
+    try:
+        if path.is_dir():
+            return "dir:" + digest(sorted(os.listdir(path)))
+        return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # unreadable now: never matches a recorded state
+        return f"error:{error.errno}"
+
+
+@dataclass
+class BlockRecord:
+    """One block as it ran: what identifies it, and what it produced."""
+
+    signature: dict
+    line: int
+    output: str
+    raised: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Record:
+    """A page's examples as they last ran successfully.
+
+    Attributes:
+        page: The page's path relative to the repository, such as ``docs/index.md``.
+        fences: The key of its executed fences (see :func:`digest`).
+        lines: The page lines its fences open on.
+        environment: :func:`environment_key` when it ran.
+        files: Each repository file or folder its process read, with its
+            :func:`fingerprint` then.
+        blocks: Its blocks, in the order they ran.
+        seconds: How long they took to run.
+        environ: Each environment variable its process read, with its value then
+            (``None``: not set).
+    """
+
+    page: str
+    fences: str
+    lines: list[int]
+    environment: str
+    files: dict[str, str | None]
+    blocks: list[BlockRecord]
+    seconds: float
+    environ: dict[str, str | None] = field(default_factory=dict)
+    format: int = FORMAT
+
+    @property
+    def line_sensitive(self) -> bool:
+        """Whether any output names the page (a traceback): its lines are then part of the key."""
+        return any(self.page in block.output for block in self.blocks)
+
+
+class CacheMiss(Exception):
+    """Why a record was not used; logged only when the record could not be read."""
+
+    def __init__(self, reason: str, *, unreadable: bool = False) -> None:
+        super().__init__(reason)
+        self.unreadable = unreadable
+
+
+class ExecutionCache:
+    """Records of pages' runs, one JSON file per page under ``folder``.
+
+    Args:
+        root: The repository root: file paths in records are relative to it.
+        folder: Where records live.
+        environment: :func:`environment_key` for this build.
+    """
+
+    def __init__(self, root: Path, folder: Path, environment: str) -> None:
+        self.root = root
+        self.folder = folder
+        self.environment = environment
+
+    def path_for(self, page: str) -> Path:
+        return self.folder / f"{page}.json"
+
+    def lookup(self, page: str, fences: str, lines: list[int]) -> Record:
+        """The page's record, if everything it depended on is as it was.
+
+        Raises:
+            CacheMiss: There is none, or it is out of date, or it cannot be read.
+        """
+        path = self.path_for(page)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise CacheMiss("no record") from None
+        except OSError as error:
+            raise CacheMiss(f"record unreadable ({error})", unreadable=True) from None
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                raise CacheMiss(f"record of format {data.get('format')!r}", unreadable=True)
+            data["blocks"] = [BlockRecord(**block) for block in data["blocks"]]
+            record = Record(**data)
+        except CacheMiss:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise CacheMiss(f"record unreadable ({error})", unreadable=True) from None
+        if record.page != page or record.fences != fences:
+            raise CacheMiss("the page's examples changed")
+        if record.line_sensitive and record.lines != lines:
+            raise CacheMiss("its tracebacks name page lines that moved")
+        if record.environment != self.environment:
+            raise CacheMiss("the environment changed")
+        for name, state in record.files.items():
+            if fingerprint(self.root / name) != state:
+                raise CacheMiss(f"{name} changed")
+        for name, value in record.environ.items():
+            if os.environ.get(name) != value:
+                raise CacheMiss(f"${name} changed")
+        return record
+
+    def store(self, record: Record) -> None:
+        """Write ``record`` atomically; a folder that cannot be written is no error."""
+        path = self.path_for(record.page)
+        text = json.dumps(asdict(record), sort_keys=True, indent=1)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=".record-")
+            try:
+                with os.fdopen(handle, "w") as file:
+                    file.write(text)
+                os.replace(scratch, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(scratch)
+                raise
+
+    def record_files(self, names: set[str]) -> dict[str, str | None]:
+        """The fingerprint of each of ``names`` (relative to the root) now."""
+        return {name: fingerprint(self.root / name) for name in sorted(names)}

@@ -1,0 +1,275 @@
+"""docexec's cache: a page reruns exactly when something it depended on changed.
+
+Small sites built in this process (see ``build_in_process``), each build's log read
+for the per-page "ran" / "reused" lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import py_compile
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import BuildResult, build_in_process
+
+from docexec import cache
+
+pytestmark = pytest.mark.site
+
+CONFIG = """\
+site_name: cache test
+strict: true
+theme: mkdocs
+plugins:
+  - docexec:
+      seed: {seed}
+  - markdown-exec:
+      languages: [python, pycon]
+markdown_extensions:
+  - pymdownx.superfences
+"""
+
+PAGES = {
+    "index.md": "# Home\n\nOnly prose.\n",
+    "imports.md": """\
+        # Imports
+
+        ```python exec="on" result="text"
+        import os, sys
+        sys.path.insert(0, os.environ["DOCEXEC_ROOT"])
+        import helper
+        print(helper.VALUE)
+        ```
+        """,
+    "other.md": """\
+        # Imports another module
+
+        ```python exec="on" result="text"
+        import os, sys
+        sys.path.insert(0, os.environ["DOCEXEC_ROOT"])
+        import other_helper
+        print(other_helper.VALUE)
+        ```
+        """,
+    "reads.md": """\
+        # Reads a file
+
+        ```pycon exec="on"
+        >>> import os
+        >>> open(os.path.join(os.environ["DOCEXEC_ROOT"], "data.txt")).read()
+        ```
+        """,
+    "plain.md": """\
+        # Plain
+
+        ```pycon exec="on" session="s"
+        >>> import torch
+        >>> torch.manual_seed(0) and torch.rand(2)
+        >>> {}["missing"]
+        ```
+        """,
+}
+PLAIN_BLOCK = ">>> import torch\n"
+
+
+def write_site(root: Path, seed: int = 0) -> None:
+    (root / "mkdocs.yml").write_text(CONFIG.format(seed=seed))
+    (root / "docs").mkdir(exist_ok=True)
+    for name, text in PAGES.items():
+        (root / "docs" / name).write_text(textwrap.dedent(text))
+    (root / "docs" / "plain.md").write_text(
+        (root / "docs" / "plain.md")
+        .read_text()
+        .replace('session="s"', 'session="s" raises="KeyError"')
+    )
+    (root / "helper.py").write_text("VALUE = 'one'\n")
+    (root / "other_helper.py").write_text("VALUE = 'other'\n")
+    # Compiled ahead, as an installed package is: importing then opens only the .pyc,
+    # so the module's source must be found from sys.modules, not from an open().
+    py_compile.compile(str(root / "helper.py"), doraise=True)
+    (root / "data.txt").write_text("first")
+
+
+def runs(result: BuildResult) -> dict[str, str]:
+    """Each page's line in the log: ``{"docs/plain.md": "ran" or "reused"}``."""
+    assert result.returncode == 0, result.log
+    return dict(
+        (page, verb)
+        for page, verb in re.findall(r"docexec: (\S+): (ran|reused) \d+ blocks", result.log)
+    )
+
+
+def ran(result: BuildResult) -> set[str]:
+    return {page for page, verb in runs(result).items() if verb == "ran"}
+
+
+def site_bytes(root: Path) -> dict[str, bytes]:
+    site = root / "site"
+    return {
+        path.relative_to(site).as_posix(): path.read_bytes()
+        for path in sorted(site.rglob("*"))
+        if path.is_file()
+    }
+
+
+ALL = {"docs/imports.md", "docs/other.md", "docs/reads.md", "docs/plain.md"}
+
+
+def page_text(root: Path, name: str) -> str:
+    from bs4 import BeautifulSoup
+
+    html = (root / "site" / name / "index.html").read_text()
+    return BeautifulSoup(html, "html.parser").get_text()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_each_change_reruns_exactly_the_pages_that_depend_on_it(tmp_path):
+    write_site(tmp_path)
+    assert ran(build_in_process(tmp_path)) == ALL
+    cold = site_bytes(tmp_path)
+    assert any(name.endswith(".ipynb") for name in cold)
+
+    warm = build_in_process(tmp_path)
+    assert runs(warm) == dict.fromkeys(ALL, "reused")
+    assert site_bytes(tmp_path) == cold, "a warm build must give the cold build's bytes"
+
+    # Prose, even lines added above a block: nothing runs.
+    edit(tmp_path / "docs/imports.md", "# Imports\n", "# Imports\n\nMore prose.\n\nAnd more.\n")
+    assert ran(build_in_process(tmp_path)) == set()
+    assert "More prose." in (tmp_path / "site/imports/index.html").read_text()
+
+    # A block's code: its page only.
+    edit(tmp_path / "docs/reads.md", "read()", "read().upper()")
+    assert ran(build_in_process(tmp_path)) == {"docs/reads.md"}
+    assert "'FIRST'" in (tmp_path / "site/reads/index.html").read_text()
+
+    # A module a page imported: the pages that imported it.
+    (tmp_path / "helper.py").write_text("VALUE = 'two'\n")
+    assert ran(build_in_process(tmp_path)) == {"docs/imports.md"}
+    assert "two" in (tmp_path / "site/imports/index.html").read_text()
+
+    # A file a page opened: that page.
+    (tmp_path / "data.txt").write_text("second")
+    assert ran(build_in_process(tmp_path)) == {"docs/reads.md"}
+    assert "'SECOND'" in (tmp_path / "site/reads/index.html").read_text()
+
+    # A setting that changes output: every page.
+    write_site(tmp_path, seed=1)
+    assert ran(build_in_process(tmp_path)) == ALL
+
+    # Turned off: every page runs.
+    assert ran(build_in_process(tmp_path, {"DOCEXEC_CACHE": "0"})) == ALL
+
+
+def test_a_traceback_that_names_page_lines_reruns_when_they_move(tmp_path):
+    write_site(tmp_path)
+    page = tmp_path / "docs/imports.md"
+    page.write_text('# T\n\n```python exec="on" raises="KeyError"\n{}["k"]\n```\n')
+    build_in_process(tmp_path)
+    assert 'docs/imports.md", line 4, in <module>' in page_text(tmp_path, "imports")
+    page.write_text(page.read_text().replace("# T\n", "# T\n\nA new line.\n"))
+    assert "docs/imports.md" in ran(build_in_process(tmp_path))
+    assert 'docs/imports.md", line 6, in <module>' in page_text(tmp_path, "imports")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],
+        lambda text: "not json at all",
+        lambda text: json.dumps(dict(json.loads(text), format=0)),
+        lambda text: json.dumps(dict(json.loads(text), blocks=[{"unexpected": 1}])),
+    ],
+    ids=["truncated", "corrupt", "older-format", "wrong-shape"],
+)
+def test_a_record_that_cannot_be_read_is_a_miss_said_once(tmp_path, damage):
+    write_site(tmp_path)
+    build_in_process(tmp_path)
+    cold = site_bytes(tmp_path)
+    record = tmp_path / ".cache/docexec/docs/plain.md.json"
+    record.write_text(damage(record.read_text()))
+    result = build_in_process(tmp_path)
+    assert ran(result) == {"docs/plain.md"}
+    assert len(re.findall(r"docs/plain\.md: record .*; running the page", result.log)) == 1
+    assert site_bytes(tmp_path) == cold
+    assert runs(build_in_process(tmp_path))["docs/plain.md"] == "reused"
+
+
+def test_a_failed_page_is_never_recorded(tmp_path):
+    write_site(tmp_path)
+    (tmp_path / "docs/reads.md").write_text('```python exec="on"\nraise ValueError("no")\n```\n')
+    assert build_in_process(tmp_path).returncode != 0
+    assert not (tmp_path / ".cache/docexec/docs/reads.md.json").exists()
+
+
+def test_two_builds_at_once_leave_a_record_a_third_reuses(tmp_path):
+    write_site(tmp_path)
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
+    builds = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", f"site{n}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in (1, 2)
+    ]
+    for build in builds:
+        _, err = build.communicate(timeout=300)  # a guard against a hang, not a measurement
+        assert build.returncode == 0, err
+    for record in (tmp_path / ".cache/docexec/docs").iterdir():
+        json.loads(record.read_text())
+    assert not list((tmp_path / ".cache/docexec/docs").glob(".record-*"))
+    assert runs(build_in_process(tmp_path)) == dict.fromkeys(ALL, "reused")
+
+
+def test_the_plugin_option_turns_it_off(tmp_path):
+    write_site(tmp_path)
+    with (tmp_path / "mkdocs.yml").open("a") as config:
+        config.write("")
+    text = (tmp_path / "mkdocs.yml").read_text().replace("seed: 0", "seed: 0\n      cache: false")
+    (tmp_path / "mkdocs.yml").write_text(text)
+    build_in_process(tmp_path)
+    assert ran(build_in_process(tmp_path)) == ALL
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_a_changed_distribution_version_changes_the_environment_key(monkeypatch):
+    class Dist:
+        def __init__(self, version):
+            self.metadata = {"Name": "somepackage"}
+            self.version = version
+
+    monkeypatch.setattr(cache.metadata, "distributions", lambda: [Dist("1.0")])
+    before = cache._environment_key(0)
+    assert cache._environment_key(0) == before
+    monkeypatch.setattr(cache.metadata, "distributions", lambda: [Dist("1.1")])
+    assert cache._environment_key(0) != before
+    assert cache._environment_key(1) != cache._environment_key(0)
+
+
+def test_the_environment_key_is_read_again_when_a_folder_on_sys_path_changes(monkeypatch, tmp_path):
+    monkeypatch.setattr(cache.sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(cache, "_ENVIRONMENT", None)
+    calls = []
+    monkeypatch.setattr(cache, "_environment_key", lambda seed: calls.append(seed) or "key")
+    cache.environment_key(0)
+    cache.environment_key(0)
+    assert calls == [0]
+    (tmp_path / "new_package-1.0.dist-info").mkdir()
+    os.utime(tmp_path, ns=(0, 1))  # a folder's time can stay within a tick: set it
+    cache.environment_key(0)
+    assert calls == [0, 0]

@@ -1,0 +1,291 @@
+"""docexec.worker: a page's process, driven directly, as the plugin drives it.
+
+Each test starts a real page process (forked from the fork server that already holds
+torch, so about 0.03 s a page) and sends it blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from docexec.worker import Block, ExampleFailure, PageWorker
+
+PAGE = "docs/page.md"
+
+
+def python(source: str, line: int = 10, **options) -> Block:
+    return Block("python", textwrap.dedent(source).strip("\n"), "s", line, **options)
+
+
+def pycon(source: str, line: int = 10, **options) -> Block:
+    return Block("pycon", textwrap.dedent(source).strip("\n"), "s", line, **options)
+
+
+@pytest.fixture
+def page(tmp_path):
+    """A page's process for a repository at ``tmp_path``; closed after the test."""
+    (tmp_path / "docs").mkdir()
+    worker = PageWorker(tmp_path, PAGE, seed=0)
+    yield worker
+    worker.close(kill=True)
+
+
+def run(worker: PageWorker, block: Block, timeout: float = 60) -> str:
+    return worker.run(block, timeout).output
+
+
+def fails(worker: PageWorker, block: Block, timeout: float = 60) -> ExampleFailure:
+    with pytest.raises(ExampleFailure) as caught:
+        worker.run(block, timeout)
+    return caught.value
+
+
+# Multiprocessing with page code -------------------------------------------------------
+
+
+def test_multiprocessing_forks_as_in_a_script(page):
+    assert (
+        run(page, python("import multiprocessing\nprint(multiprocessing.get_start_method())"))
+        == "fork\n"
+    )
+
+
+def test_a_pool_maps_a_function_defined_on_the_page(page):
+    code = """
+    import multiprocessing as mp
+    def square(x):
+        return x * x
+    with mp.Pool(2) as pool:
+        print(pool.map(square, range(5)))
+    """
+    assert run(page, python(code), timeout=60) == "[0, 1, 4, 9, 16]\n"
+
+
+def test_a_dataloader_over_a_page_dataset_with_workers(page):
+    run(
+        page,
+        python("""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+    class Squares(Dataset):
+        def __len__(self):
+            return 4
+        def __getitem__(self, i):
+            return torch.tensor(float(i * i))
+    """),
+    )
+    out = run(
+        page, pycon(">>> [b.tolist() for b in DataLoader(Squares(), batch_size=2, num_workers=2)]")
+    )
+    assert out.endswith("[[0.0, 1.0], [4.0, 9.0]]")
+
+
+# Output belongs to its block ------------------------------------------------------------
+
+
+def test_fork_children_print_into_their_block(page):
+    code = """
+    import os, multiprocessing as mp
+    pid = os.fork()
+    if pid == 0:
+        print("from os.fork's child")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    def hello():
+        print("from a multiprocessing child")
+    p = mp.Process(target=hello)
+    p.start(); p.join()
+    with mp.Pool(1) as pool:
+        pool.apply(print, ("from a pool worker",))
+    print("parent done")
+    """
+    assert run(page, python(code)) == (
+        "from os.fork's child\nfrom a multiprocessing child\nfrom a pool worker\nparent done\n"
+    )
+
+
+def test_a_thread_still_running_at_the_end_of_its_block_fails_it(page):
+    code = "import threading, time\nthreading.Thread(target=time.sleep, args=(30,)).start()"
+    failure = fails(page, python(code, line=7))
+    assert "a thread it started" in str(failure) and "still running" in str(failure)
+    assert failure.line == 6
+
+
+def test_a_daemon_thread_that_prints_in_a_later_block_fails_that_block(page):
+    run(
+        page,
+        python(
+            """
+    import threading, time
+    go = threading.Event()
+    def later():
+        go.wait()
+        print("late")
+    threading.Thread(target=later, daemon=True).start()
+    """,
+            line=3,
+        ),
+    )
+    failure = fails(page, python("go.set()\nimport time\ntime.sleep(0.5)", line=20))
+    assert "started in the block at docs/page.md:2 printed 'late'" in str(failure)
+
+
+def test_a_process_still_running_at_the_end_of_its_block_fails_it(page):
+    failure = fails(page, python("import subprocess\nsubprocess.Popen(['sleep', '30'])"))
+    assert "a process it started" in str(failure) and "sleep 30" in str(failure)
+
+
+def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
+    (tmp_path / "docs").mkdir()
+    worker = PageWorker(tmp_path, PAGE, seed=0)
+    run(worker, python("import atexit\natexit.register(print, 'bye')"))
+    worker.close()
+    assert worker.atexit_output == "bye\n"
+
+
+# Nothing outlives the page ----------------------------------------------------------------
+
+
+def _alive(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in command:
+            found.append(command)
+    return found
+
+
+@pytest.mark.parametrize("how", ["failed", "timed out", "closed"])
+def test_no_process_a_page_started_outlives_it(tmp_path, how):
+    (tmp_path / "docs").mkdir()
+    marker = f"{7000 + len(how)}.{os.getpid()}"
+    worker = PageWorker(tmp_path, PAGE, seed=0)
+    start = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=False)"
+    if how == "failed":
+        fails(worker, python(start + "\nraise ValueError"))
+    elif how == "timed out":
+        fails(worker, python(start + "\nimport time\ntime.sleep(60)"), timeout=1)
+    else:
+        with pytest.raises(ExampleFailure):  # still running at the end of the block
+            worker.run(python(start), 60)
+    worker.close()
+    deadline = time.monotonic() + 10  # a guard for a slow machine, not a measurement
+    while _alive(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(marker) == []
+
+
+def test_a_page_runs_in_a_fresh_folder_and_reads_the_repository_by_its_root(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "data.txt").write_text("repository data")
+    worker = PageWorker(tmp_path, PAGE, seed=0)
+    try:
+        out = run(
+            worker,
+            python("""
+        import os
+        open("written.txt", "w").write("scratch")
+        print(sorted(os.listdir()), os.getcwd())
+        print(open(os.path.join(os.environ["DOCEXEC_ROOT"], "data.txt")).read())
+        """),
+        )
+        folder = worker.folder
+    finally:
+        worker.close()
+    assert out == "['written.txt'] .\nrepository data\n"
+    assert not (tmp_path / "written.txt").exists()
+    assert not os.path.exists(folder)
+
+
+# A block is a script; pycon is the REPL ---------------------------------------------------
+
+
+def test_a_python_block_has_what_a_script_has(page, tmp_path):
+    out = run(
+        page,
+        python("""
+    import sys
+    print(sys.argv, __file__)
+    sys.stdout.buffer.write(b"bytes\\n")
+    """),
+    )
+    assert out == "['./docs/page.md'] ./docs/page.md\nbytes\n"
+
+
+def test_an_argparse_example_reads_its_own_argv(page):
+    code = """
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=3)
+    print(parser.parse_args())
+    """
+    assert run(page, python(code)) == "Namespace(epochs=3)\n"
+
+
+def test_progress_lines_and_colours_show_as_a_terminal_shows_them(page):
+    code = r"""
+    import sys
+    for i in range(1, 4):
+        sys.stdout.write(f"\rstep {i}/3")
+    print("\n\x1b[31mred\x1b[0m done")
+    """
+    assert run(page, python(code)) == "step 3/3\nred done\n"
+
+
+def test_author_text_is_never_renumbered(page):
+    out = run(
+        page,
+        pycon("""
+    >>> s = "breakpoint at 0x1f"
+    >>> s
+    >>> class Thing: pass
+    >>> Thing()
+    """),
+    )
+    assert '>>> s = "breakpoint at 0x1f"' in out
+    assert "'breakpoint at 0x1f'" in out
+    assert "<__main__.Thing object at 0x7ff000000010>" in out
+
+
+# The running line ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [
+        ("import os\nx = 1\nos._exit(3)", "exit code 3"),
+        ("import os, signal\nx = 1\nos.kill(os.getpid(), signal.SIGKILL)", "SIGKILL"),
+        ("import signal, time\nsignal.alarm(1)\ntime.sleep(30)", "SIGALRM"),
+        ("import ctypes\nx = 1\nctypes.string_at(0)", "SIGSEGV"),
+    ],
+)
+def test_a_block_that_dies_names_the_line_that_was_running(page, code, why):
+    failure = fails(page, python(code, line=20))
+    assert why in str(failure)
+    assert failure.line == 22
+
+
+def test_a_block_that_swallows_its_stop_names_the_line_that_was_running(page):
+    code = "import time\nwhile True:\n    try:\n        time.sleep(60)\n    except BaseException:\n        pass"
+    failure = fails(page, python(code, line=30), timeout=1)
+    assert "ran past its 1 s limit" in str(failure)
+    assert failure.line == 33
+
+
+def test_the_environment_a_page_reads_is_reported(page):
+    result = page.run(
+        python(
+            "import os\nos.environ['SET_HERE'] = '1'\nprint(os.environ.get('SET_HERE'), os.getenv('DOCEXEC_TEST_UNSET'))"
+        ),
+        60,
+    )
+    assert result.environ["DOCEXEC_TEST_UNSET"] is None
+    assert "SET_HERE" not in result.environ and "DOCEXEC_ROOT" not in result.environ
