@@ -1,13 +1,14 @@
-"""The take-aways run where a reader is: a fresh venv, outside the repository, offline.
+"""The take-aways run where a reader is: a fresh venv, outside the repository.
 
 One venv per session holds only torch and a notebook runner (nbclient, ipykernel), as
-a reader's machine might. The site is served on 127.0.0.1, and every take-away is copied
-out of it with the site's address changed to the served one, so the install the pages
-name (``pip install "<package>[extras] @ <site>/<wheel>"``) fetches the wheel the build
+a reader's machine might. The built site is served on 127.0.0.1 (nothing comes from
+its real address), and every take-away is copied out of it with the site's address
+changed to the served one, so the install the pages name
+(``pip install "<package>[extras] @ <site>/<wheel>"``) fetches the wheel the build
 published. A notebook's first cell installs the package; after that every ``.ipynb``
-and every ``.py`` of the site runs top to bottom. Before it is installed, a script
-and a failing install each say in one line what to install.
-And no address on the site, the install's included, is a placeholder.
+and every ``.py`` of the site runs top to bottom. Before it is installed, a script and
+a failing install each say in one line what to install. And no address on the site,
+the install's included, is a placeholder.
 """
 
 from __future__ import annotations
