@@ -156,6 +156,7 @@ class PageRun:
         records: Each block as the cache records it.
         files: Repository files the page's process read.
         environ: Environment variables it read, with their values.
+        why: Why its cache record was not used, for the log.
         seconds: Time spent running (or replaying) blocks.
     """
 
@@ -171,6 +172,7 @@ class PageRun:
     files: set[str] = field(default_factory=set)
     environ: dict[str, str | None] = field(default_factory=dict)
     seconds: float = 0.0
+    why: str = ""
 
     @property
     def reused(self) -> bool:
@@ -256,6 +258,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             try:
                 self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
             except CacheMiss as miss:
+                self.page.why = str(miss)
                 if miss.unreadable:
                     log.info(f"{path}: {miss}; running the page")
         return annotated
@@ -271,7 +274,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 f"(they ran in {run.replay.seconds:.2f} s)"
             )
         else:
-            log.info(f"{run.path}: ran {len(run.blocks)} blocks in {run.seconds:.2f} s")
+            why = f" ({run.why})" if run.why else ""
+            log.info(f"{run.path}: ran {len(run.blocks)} blocks in {run.seconds:.2f} s{why}")
             if self.cache is not None:
                 self.cache.store(
                     Record(
