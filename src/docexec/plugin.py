@@ -178,12 +178,15 @@ class PageRun:
     def reused(self) -> bool:
         return self.replay is not None and bool(self.sent)
 
-    def close(self) -> None:
-        """End the page's process; what its ``atexit`` handlers printed fails the page."""
+    def close(self, kill: bool = False) -> None:
+        """End the page's process; what its ``atexit`` handlers printed fails the page.
+
+        ``kill`` when the page has failed already: no handler runs, no second error.
+        """
         worker, self.worker = self.worker, None
         if worker is None:
             return
-        worker.close()
+        worker.close(kill=kill)
         if worker.atexit_output.strip():
             raise ExampleError(
                 f"{self.path}: an atexit handler printed {worker.atexit_output.strip()!r} "
@@ -326,12 +329,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.exports = {}
 
     def on_build_error(self, *, error):
-        self._close()
+        self._close(kill=True)
 
-    def _close(self) -> None:
-        if self.page is not None:
-            self.page.close()
-            self.page = None
+    def _close(self, kill: bool = False) -> None:
+        page, self.page = self.page, None
+        if page is not None:
+            page.close(kill=kill)
 
     def _included_parts(
         self, run: PageRun, fence: int, source: str
@@ -510,7 +513,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         try:
             result = run.worker.run(block, timeout)
         except ExampleFailure as failure:
-            run.close()
+            run.close(kill=True)
             where = f"{run.path}:{failure.line if failure.line > 0 else block.first_line}"
             if failure.path:
                 where = f"{failure.path}:{failure.line} (included at {run.path}:{fence})"
@@ -518,7 +521,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         except Exception as error:
             # SuperFences would swallow anything but an ExampleError and show the
             # block unrun: a broken pipe, a result that cannot be pickled...
-            run.close()
+            run.close(kill=True)
             raise ExampleError(
                 f"{run.path}:{fence}: the block could not be run: {error!r}"
             ) from error
