@@ -273,3 +273,16 @@ def test_the_environment_key_is_read_again_when_a_folder_on_sys_path_changes(mon
     os.utime(tmp_path, ns=(0, 1))  # a folder's time can stay within a tick: set it
     cache.environment_key(0)
     assert calls == [0, 0]
+
+
+def test_an_environment_variable_the_page_read_reruns_it_when_it_changes(tmp_path):
+    write_site(tmp_path)
+    (tmp_path / "docs/plain.md").write_text(
+        '```pycon exec="on"\n>>> import os\n>>> os.environ.get("DOCEXEC_TEST_GREETING")\n```\n'
+    )
+    assert "docs/plain.md" in ran(build_in_process(tmp_path))
+    assert runs(build_in_process(tmp_path))["docs/plain.md"] == "reused"
+    result = build_in_process(tmp_path, {"DOCEXEC_TEST_GREETING": "hello"})
+    assert ran(result) == {"docs/plain.md"}
+    assert "($DOCEXEC_TEST_GREETING changed)" in result.log
+    assert "'hello'" in page_text(tmp_path, "plain")

@@ -30,6 +30,7 @@ def pycon(source: str, line: int = 10, **options) -> Block:
 def page(tmp_path):
     """A page's process for a repository at ``tmp_path``; closed after the test."""
     (tmp_path / "docs").mkdir()
+    (tmp_path / PAGE).write_text("# The page these blocks stand for\n")
     worker = PageWorker(tmp_path, PAGE, seed=0)
     yield worker
     worker.close(kill=True)

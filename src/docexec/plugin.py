@@ -166,6 +166,7 @@ class PageRun:
         records: Each block as the cache records it.
         files: Repository files the page's process read.
         environ: Environment variables it read, with their values.
+        why: Why its cache record was not used, for the log.
         seconds: Time spent running (or replaying) blocks.
     """
 
@@ -181,17 +182,21 @@ class PageRun:
     files: set[str] = field(default_factory=set)
     environ: dict[str, str | None] = field(default_factory=dict)
     seconds: float = 0.0
+    why: str = ""
 
     @property
     def reused(self) -> bool:
         return self.replay is not None and bool(self.sent)
 
-    def close(self) -> None:
-        """End the page's process; what its ``atexit`` handlers printed fails the page."""
+    def close(self, kill: bool = False) -> None:
+        """End the page's process; what its ``atexit`` handlers printed fails the page.
+
+        ``kill`` when the page has failed already: no handler runs, no second error.
+        """
         worker, self.worker = self.worker, None
         if worker is None:
             return
-        worker.close()
+        worker.close(kill=kill)
         if worker.atexit_output.strip():
             raise ExampleError(
                 f"{self.path}: an atexit handler printed {worker.atexit_output.strip()!r} "
@@ -272,6 +277,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             try:
                 self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
             except CacheMiss as miss:
+                self.page.why = str(miss)
                 if miss.unreadable:
                     log.info(f"{path}: {miss}; running the page")
         return annotated
@@ -287,7 +293,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 f"(they ran in {run.replay.seconds:.2f} s)"
             )
         else:
-            log.info(f"{run.path}: ran {len(run.blocks)} blocks in {run.seconds:.2f} s")
+            why = f" ({run.why})" if run.why else ""
+            log.info(f"{run.path}: ran {len(run.blocks)} blocks in {run.seconds:.2f} s{why}")
             if self.cache is not None:
                 self.cache.store(
                     Record(
@@ -341,12 +348,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             build_wheel(self.root, Path(config.site_dir))
 
     def on_build_error(self, *, error):
-        self._close()
+        self._close(kill=True)
 
-    def _close(self) -> None:
-        if self.page is not None:
-            self.page.close()
-            self.page = None
+    def _close(self, kill: bool = False) -> None:
+        page, self.page = self.page, None
+        if page is not None:
+            page.close(kill=kill)
 
     def _included_parts(
         self, run: PageRun, fence: int, source: str
@@ -525,7 +532,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         try:
             result = run.worker.run(block, timeout)
         except ExampleFailure as failure:
-            run.close()
+            run.close(kill=True)
             where = f"{run.path}:{failure.line if failure.line > 0 else block.first_line}"
             if failure.path:
                 where = f"{failure.path}:{failure.line} (included at {run.path}:{fence})"
@@ -533,7 +540,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         except Exception as error:
             # SuperFences would swallow anything but an ExampleError and show the
             # block unrun: a broken pipe, a result that cannot be pickled...
-            run.close()
+            run.close(kill=True)
             raise ExampleError(
                 f"{run.path}:{fence}: the block could not be run: {error!r}"
             ) from error

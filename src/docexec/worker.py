@@ -10,6 +10,7 @@ build) and reads the same whatever order pages are built in.
 
 from __future__ import annotations
 
+import _collections_abc
 import atexit
 import contextlib
 import ctypes
@@ -275,14 +276,32 @@ class ReadFiles:
         self._modules: dict[str, object] = {}
         sys.addaudithook(self._hook)
         # Environment variables are read without an audit event: note them where
-        # every read of os.environ goes (os.environ[...], .get, os.getenv, "X" in).
-        # A variable the page set itself is its own doing, not a dependency.
+        # every read of os.environ goes (os.environ[...], .get, os.getenv, "X" in),
+        # when the page's own code reads them (the page, or a module of the
+        # repository): libraries read dozens at import, keyed by their version. A
+        # variable the page set itself is its own doing, not a dependency.
         reads, written = self.environ, set()
         environ_class = type(os.environ)
         getitem, setitem = environ_class.__getitem__, environ_class.__setitem__
+        # The files os.getenv and Mapping.get run from ("<frozen os>" when frozen).
+        plumbing = {
+            os.getenv.__code__.co_filename,
+            _collections_abc.Mapping.get.__code__.co_filename,
+        }
+
+        def by_the_page() -> bool:
+            frame = sys._getframe(2)
+            while frame is not None and frame.f_code.co_filename in plumbing:
+                frame = frame.f_back
+            return frame is not None and self.owns(frame.f_code.co_filename)
 
         def noted_getitem(environ, key):
-            if environ is not os.environ or key in UNTRACKED_ENVIRON or key in written:
+            if (
+                environ is not os.environ
+                or key in UNTRACKED_ENVIRON
+                or key in written
+                or not by_the_page()
+            ):
                 return getitem(environ, key)
             try:
                 value = getitem(environ, key)
@@ -306,6 +325,18 @@ class ReadFiles:
         listing = event in self._LISTINGS
         if (event == "open" or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
             self._note(args[0], self.listed if listing else self.found)
+
+    def owns(self, filename: str) -> bool:
+        """Whether code compiled from ``filename`` is the page's own: the page (its
+        blocks are compiled under its relative path, or ``<stdin>``) or a module of the
+        repository outside its virtual environment."""
+        if filename == "<stdin>":
+            return True
+        if not os.path.isabs(filename):  # a page, or a file it includes; not "<string>"
+            filename = os.path.join(self.root, filename)
+            if not os.path.isfile(filename):
+                return False
+        return filename.startswith(self.root) and not filename.startswith(self.skip)
 
     def _note(self, path, into: set[str]) -> None:
         try:
