@@ -1,8 +1,9 @@
 """Fixtures shared by the tests that build the whole site and look at it in a browser.
 
 One strict build per session (``built_site``), served on 127.0.0.1 (``site_url``) under
-the same path as on GitHub Pages (``/learnable-parameters/``, from ``site_url`` in
-mkdocs.yml), so absolute links such as those in 404.html resolve as they do online.
+a base path as on GitHub Pages (``/learnable-parameters/``, from ``TEST_SITE_URL``, which
+the builds get as ``SITE_URL``), so absolute links such as those in 404.html resolve as
+they do online.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import http.server
 import io
 import logging
 import os
-import re
 import runpy
 import subprocess
 import threading
@@ -40,10 +40,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: The site_url the test builds get (mkdocs.yml reads SITE_URL): a project site on
+#: GitHub Pages lives under a path like this one, and the tests serve it there too.
+TEST_SITE_URL = "http://127.0.0.1:8000/learnable-parameters/"
+
+
 def site_prefix() -> str:
-    """The path the site lives under online: ``learnable-parameters`` for site_url's path."""
-    match = re.search(r"^site_url:\s*(\S+)", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE)
-    return urlsplit(match.group(1) if match else "/").path.strip("/")
+    """The path the test builds live under: ``learnable-parameters``."""
+    return urlsplit(TEST_SITE_URL).path.strip("/")
 
 
 def source_date_epoch() -> str:
@@ -123,7 +127,7 @@ def build_site() -> Callable[..., Path]:
 
     def build(root: Path, env: dict[str, str] | None = None) -> Path:
         site = root / site_prefix()
-        env = {"SOURCE_DATE_EPOCH": epoch, **(env or {})}
+        env = {"SOURCE_DATE_EPOCH": epoch, "SITE_URL": TEST_SITE_URL, **(env or {})}
         result = build_in_process(ROOT, env, site_dir=str(site))
         (root / "build.log").write_text(result.log)
         if result.returncode != 0:

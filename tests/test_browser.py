@@ -3,7 +3,9 @@
 Pages are found in the built site (every ``*.html``), so a new page is covered without
 touching this file. On each: no console error, no request to any other host, and no
 WCAG 2.2 A/AA violation that axe-core finds, in the light palette and in the dark one.
-Then the reader's tools: search, the copy button, the palette toggle, the keyboard.
+Then the reader's tools: search, the copy button, the palette toggle, the keyboard. And
+the layout, on a phone and a desktop: figure text large enough, nothing but code scrolling
+sideways, equations lined up.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -224,25 +228,29 @@ def test_search_finds_a_term_from_a_page_body(browser, site_pages, built_site, s
         context.close()
 
 
-def first_code_block(built_site: Path, site_pages: list) -> tuple:
-    """The first page with a code block: the page, the block's index on it, its text."""
+def code_blocks(built_site: Path, site_pages: list):
+    """Every code block of the site, in order: its page, its index there, its ``<code>``."""
     for site_page in site_pages:
         file = built_site / site_page.path
         file = file / "index.html" if file.is_dir() else file
         soup = BeautifulSoup(file.read_text(), "html.parser")
         for number, code in enumerate(soup.select("pre > code")):
             if code.get_text().strip():
-                return site_page, number, code.get_text()
-    pytest.fail("no page of the site has a code block")
+                yield site_page, number, code
 
 
-def test_copy_button_copies_the_code_block(browser, site_pages, built_site):
-    site_page, number, expected = first_code_block(built_site, site_pages)
+def is_pycon(code) -> bool:
+    """A ``>>>`` session: Pygments marks its prompts ``.gp``."""
+    return code.select_one(":scope > .gp") is not None
+
+
+def copy_with_the_button(browser, url: str, number: int) -> str:
+    """Click the copy button of the page's ``number``-th code block; what the clipboard holds."""
     context = new_context(browser, permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     placeholder = "(nothing copied yet)"
     try:
-        page.goto(site_page.url)
+        page.goto(url)
         page.evaluate("text => navigator.clipboard.writeText(text)", placeholder)
         block = page.locator("pre:has(> code)").nth(number)
         block.hover()  # the button shows on hover, as a reader's mouse would make it
@@ -250,10 +258,164 @@ def test_copy_button_copies_the_code_block(browser, site_pages, built_site):
         page.wait_for_function(
             "async text => (await navigator.clipboard.readText()) !== text", arg=placeholder
         )
-        copied = page.evaluate("navigator.clipboard.readText()")
+        return page.evaluate("navigator.clipboard.readText()")
     finally:
         context.close()
-    assert copied.rstrip("\n") == expected.rstrip("\n"), f"copied from {site_page.url}"
+
+
+def is_python(code) -> bool:
+    """A code block of the page (not the install command), without prompts."""
+    return "highlight" in code.parent.parent.get("class", []) and not is_pycon(code)
+
+
+def is_install_command(code) -> bool:
+    return "docexec-install" in code.parent.get("class", [])
+
+
+@pytest.mark.parametrize("which", [is_python, is_install_command])
+def test_copy_button_copies_a_block_without_prompts_as_shown(
+    browser, site_pages, built_site, which
+):
+    site_page, number, code = next(
+        (block for block in code_blocks(built_site, site_pages) if which(block[2])), (None,) * 3
+    )
+    assert site_page, f"no code block on the site for which {which.__name__}"
+    copied = copy_with_the_button(browser, site_page.url, number)
+    assert copied.rstrip("\n") == code.get_text().rstrip("\n"), f"copied from {site_page.url}"
+
+
+def first_pycon_blocks(built_site: Path, site_pages: list) -> list:
+    """Each page's first ``>>>`` block that shows no traceback: it needs no earlier block."""
+    firsts = {}
+    for site_page, number, code in code_blocks(built_site, site_pages):
+        if is_pycon(code) and site_page.path not in firsts:
+            firsts[site_page.path] = (site_page, number, code)
+    return [block for block in firsts.values() if not block[2].select_one(".gt")]
+
+
+def shown_output(code) -> str:
+    """What a ``>>>`` block shows the interpreter printing: every line without a prompt."""
+    lines = code.get_text().rstrip("\n").split("\n")
+    return "\n".join(line for line in lines if not re.match(r"(>>>|\.\.\.)( |$)", line))
+
+
+@pytest.mark.parametrize("kind", ["one-line statements", "a statement over several lines"])
+def test_copy_button_copies_what_a_reader_types_at_the_prompt(
+    browser, site_pages, built_site, tmp_path, kind
+):
+    blocks = first_pycon_blocks(built_site, site_pages)
+    if kind == "a statement over several lines":
+        blocks = [b for b in blocks if re.search(r"^\.\.\. ", b[2].get_text(), re.M)]
+    assert blocks, f"no page starts with a >>> block of {kind} and no traceback"
+    site_page, number, code = blocks[0]
+    copied = copy_with_the_button(browser, site_page.url, number)
+    assert not re.search(r"^(>>>|\.\.\.)", copied, re.M), f"prompts copied:\n{copied}"
+    # Pasted at the interactive prompt, it prints what the page shows, and nothing fails.
+    result = subprocess.run(
+        [sys.executable, "-q", "-i"],
+        input=copied + "\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Error" not in result.stderr, f"{site_page.url}, copied:\n{copied}\n{result.stderr}"
+    assert result.stdout.rstrip("\n") == shown_output(code), f"{site_page.url}:\n{copied}"
+
+
+#: The smallest text a figure may show, in CSS pixels, at any width.
+MIN_FIGURE_TEXT = 11
+#: Widths a reader's screen has: a phone (an iPhone's 390 CSS px) and a desktop.
+WIDTHS = {"phone": 390, "desktop": 1280}
+
+LAYOUT = """() => {
+  const visible = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  const where = el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.getAttribute("class") ? "." + el.getAttribute("class").trim().split(/\\s+/).join(".") : "");
+  const small = [], outside = [], scrolling = [], unaligned = [];
+  for (const text of document.querySelectorAll("article svg text")) {
+    if (!visible(text) || !text.textContent.trim()) continue;
+    const m = text.getScreenCTM();
+    const size = parseFloat(getComputedStyle(text).fontSize) * Math.hypot(m.a, m.b);
+    const figure = text.closest("svg").querySelector("title")?.textContent || where(text.closest("svg"));
+    const label = `${text.textContent.trim()} in "${figure}"`;
+    if (size < MIN) small.push(`${label}: ${size.toFixed(1)} px`);
+    const r = text.getBoundingClientRect(), s = text.closest("svg").getBoundingClientRect();
+    if (r.left < s.left - 1 || r.right > s.right + 1 || r.top < s.top - 1 || r.bottom > s.bottom + 1)
+      outside.push(label);
+  }
+  for (const el of document.querySelectorAll("body *")) {
+    if (!visible(el) || el.closest("pre")) continue;  // code blocks may scroll
+    const overflow = getComputedStyle(el).overflowX;
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && ["auto", "scroll"].includes(overflow))
+      scrolling.push(`${where(el)} (${el.scrollWidth} px in ${el.clientWidth})`);
+  }
+  const page = document.scrollingElement;
+  if (page.scrollWidth > page.clientWidth) scrolling.push(`the page (${page.scrollWidth} px in ${page.clientWidth})`);
+  for (const math of document.querySelectorAll("article math")) {
+    // Lines of one group of equations: a table's rows, else separate <math> in one box.
+    const rows = math.querySelectorAll("mtr");
+    const lines = rows.length ? [...rows] : [];
+    if (!rows.length && math.parentElement.querySelectorAll(":scope > math").length > 1) {
+      if (math !== math.parentElement.querySelector(":scope > math")) continue;
+      lines.push(...math.parentElement.querySelectorAll(":scope > math"));
+    }
+    const xs = lines.map(line => [...line.querySelectorAll("mo")].find(mo => mo.textContent.trim() === "="))
+      .filter(Boolean).map(mo => Math.round(mo.getBoundingClientRect().left));
+    if (new Set(xs).size > 1) unaligned.push(`${where(math.parentElement)}: "=" at x = ${xs.join(", ")}`);
+  }
+  return {small, outside, scrolling, unaligned};
+}"""
+
+
+@pytest.mark.parametrize("screen", WIDTHS)
+def test_every_page_reads_well_at_this_width(browser, site_pages, screen):
+    context = new_context(browser, viewport={"width": WIDTHS[screen], "height": 900})
+    page = context.new_page()
+    problems = {"small": [], "outside": [], "scrolling": [], "unaligned": []}
+    measured = 0
+    try:
+        for site_page in site_pages:
+            page.goto(site_page.url)
+            found = page.evaluate(LAYOUT.replace("MIN", str(MIN_FIGURE_TEXT)))
+            measured += page.locator("article svg text").count()
+            for kind, items in found.items():
+                problems[kind] += [f"{site_page.name}: {item}" for item in items]
+    finally:
+        context.close()
+    assert measured, "no figure text on any page: the measurement found nothing"
+    titles = {
+        "small": f"figure text under {MIN_FIGURE_TEXT} px",
+        "outside": "figure text cut off by its figure",
+        "scrolling": "scrolls sideways (only code blocks may)",
+        "unaligned": "equations not lined up",
+    }
+    report = [
+        f"{titles[kind]}:\n  " + "\n  ".join(items[:12])
+        for kind, items in problems.items()
+        if items
+    ]
+    assert not report, f"at {WIDTHS[screen]} px:\n" + "\n".join(report)
+
+
+@pytest.mark.parametrize("missing", ["no-such-page/", "a/b/c/no-such-page.html"])
+def test_the_404_page_leads_home_from_any_depth(browser, built_site, site_url, missing):
+    # A host serves 404.html at whatever address was missing, at any depth.
+    not_found = (built_site / "404.html").read_text()
+    context = new_context(browser)
+    context.route(
+        site_url + missing,
+        lambda route: route.fulfill(status=404, content_type="text/html", body=not_found),
+    )
+    page = context.new_page()
+    try:
+        page.goto(site_url + missing)
+        page.get_by_role("link", name="Go to the home page").click()
+        page.wait_for_load_state()
+        assert urlsplit(page.url).path.rstrip(".") == urlsplit(site_url).path
+        assert page.locator("article h1").count() == 1
+    finally:
+        context.close()
 
 
 def test_palette_toggle_switches_and_is_remembered(browser, site_pages):

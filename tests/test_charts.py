@@ -8,6 +8,7 @@ import torch
 
 from learnable_parameters import Network, count_parameters, parameters_per_layer, shape_trace
 from learnable_parameters.charts import (
+    dot_products_aligned_latex,
     dot_products_latex,
     filters_svg,
     loss_curve_svg,
@@ -108,9 +109,7 @@ def test_dot_products_latex_has_one_true_equation_per_row():
 def test_filters_svg_wraps_into_rows_and_shows_its_scale():
     weight = torch.linspace(-0.5, 0.25, 12 * 25).reshape(12, 5, 5)
     root = parse(filters_svg(weight, ident="f", title="t", per_row=6))
-    frames = [
-        r for r in root.iter(f"{SVG}rect") if r.get("fill") == "none" and r.get("width") == "70"
-    ]
+    frames = [r for r in root.iter(f"{SVG}rect") if r.get("fill") == "none"]
     assert len(frames) == 12
     assert len({f.get("y") for f in frames}) == 2  # two rows of six
     assert len({f.get("x") for f in frames}) == 6
@@ -132,3 +131,47 @@ def test_loss_curve_svg_numbers_the_epoch_boundaries():
     root = parse(loss_curve_svg([2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7], ident="l", every=3))
     numbers = [t.text for t in root.iter(f"{SVG}text") if t.text.isdigit()]
     assert {"0", "3", "6"} <= set(numbers)
+
+
+def test_dot_products_aligned_latex_puts_the_equals_signs_in_one_column():
+    weight = torch.tensor([[1.0, 2], [3, 4]])
+    vector = torch.tensor([5.0, 6])
+    latex = dot_products_aligned_latex(weight, vector)
+    assert latex.startswith("\\begin{array}{rl} ") and latex.endswith(" \\end{array}")
+    rows = latex.removeprefix("\\begin{array}{rl} ").removesuffix(" \\end{array}").split(" \\\\ ")
+    assert rows == [
+        "y_{1} & = (1 \\cdot 5) + (2 \\cdot 6)",
+        "& = 5 + 12 = 17",
+        "y_{2} & = (3 \\cdot 5) + (4 \\cdot 6)",
+        "& = 15 + 24 = 39",
+    ]
+
+
+#: The column a 390 px phone gives the page's content (mkdocs-material's margins).
+PHONE_COLUMN = 358
+
+
+def phone_text_sizes(svg: str) -> list[float]:
+    """Each text's size on a phone: its font size, shrunk with the chart to PHONE_COLUMN."""
+    root = ET.fromstring(svg)
+    shrink = min(1.0, PHONE_COLUMN / float(root.get("width")))
+    inherited = float(root.get("font-size"))
+    return [float(t.get("font-size", inherited)) * shrink for t in root.iter(f"{SVG}text")]
+
+
+def test_every_chart_keeps_its_text_11px_or_larger_on_a_phone():
+    network = Network()
+    conv1 = network.conv1.weight.detach()[:, 0]
+    steps = shape_trace(network, torch.zeros(1, 1, 28, 28))
+    charts = {
+        "share": parameter_share_svg(parameters_per_layer(network), ident="s"),
+        "trace": shape_trace_svg((1, 1, 28, 28), steps, ident="t"),
+        "six filters": filters_svg(conv1, ident="f", title="t"),
+        "twelve in rows of six": filters_svg(
+            torch.cat([conv1, conv1]), ident="f", title="t", per_row=6
+        ),
+        "loss": loss_curve_svg([2.3 - i / 100 for i in range(150)], ident="l", every=50),
+        "matmul": matmul_svg(torch.arange(12.0).reshape(3, 4), torch.arange(4.0), ident="m"),
+    }
+    small = {name: min(phone_text_sizes(svg)) for name, svg in charts.items()}
+    assert all(size >= 11 for size in small.values()), small

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, site_prefix, source_date_epoch
+from conftest import ROOT, TEST_SITE_URL, site_prefix, source_date_epoch
 
 PROPERDOCS = Path(sys.executable).with_name("properdocs")
 IN_CI = runpy.run_path(str(ROOT / "scripts" / "ensure-chromium"))["in_ci"]
@@ -80,7 +80,7 @@ def test_properdocs_builds_the_same_site_as_mkdocs(built_site, tmp_path):
             str(site),
         ],
         cwd=ROOT,
-        env=dict(os.environ, SOURCE_DATE_EPOCH=source_date_epoch()),
+        env=dict(os.environ, SOURCE_DATE_EPOCH=source_date_epoch(), SITE_URL=TEST_SITE_URL),
         capture_output=True,
         text=True,
         timeout=1800,  # a guard against a hung build, not a measurement

@@ -134,17 +134,20 @@ def _notebook_code(code: str, renders: str) -> str:
     )
 
 
-def to_notebook(page: PageExport, stamp: str) -> str:
+def to_notebook(page: PageExport, stamp: str, setup: str | None = None) -> str:
     """The page as a Jupyter notebook (nbformat 4.5), as JSON text.
 
     Args:
         page: The page's parts.
         stamp: A line saying what built it, put in the first cell.
+        setup: Code for a first code cell (installing what the notebook imports).
 
     Returns:
         The notebook, as deterministic JSON.
     """
     cells = [_markdown_cell(f"*{stamp}*")]
+    if setup:
+        cells.append(_code_cell(setup))
     for part in page.parts:
         if isinstance(part, str):
             if part.strip():
@@ -152,13 +155,10 @@ def to_notebook(page: PageExport, stamp: str) -> str:
             continue
         for index, code in enumerate(_cells_of(part)):
             raising = part.raises and index in part.raised
-            cell = {
-                "cell_type": "code",
-                "execution_count": None,
-                "metadata": {"tags": ["raises-exception"]} if raising else {},
-                "outputs": [],
-                "source": _notebook_code(code, part.renders if part.kind == "python" else "text"),
-            }
+            cell = _code_cell(
+                _notebook_code(code, part.renders if part.kind == "python" else "text"),
+                {"tags": ["raises-exception"]} if raising else {},
+            )
             cells.append(cell)
     for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index}"
@@ -177,6 +177,16 @@ def to_notebook(page: PageExport, stamp: str) -> str:
 
 def _markdown_cell(text: str) -> dict:
     return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def _code_cell(code: str, metadata: dict | None = None) -> dict:
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": metadata or {},
+        "outputs": [],
+        "source": code,
+    }
 
 
 def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
@@ -210,12 +220,13 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
     return code
 
 
-def to_script(page: PageExport, stamp: str) -> str:
+def to_script(page: PageExport, stamp: str, setup: str | None = None) -> str:
     """The page as a plain Python script: prose as comments, blocks as code.
 
     Args:
         page: The page's parts.
         stamp: A line saying what built it, put in the header.
+        setup: Code to run first (a check that what the script imports is installed).
 
     Returns:
         The script's text.
@@ -225,6 +236,8 @@ def to_script(page: PageExport, stamp: str) -> str:
         "import sys\nimport traceback\n\n"
         "show = sys.displayhook  # prints a value the way the >>> prompt does",
     ]
+    if setup:
+        out.append(setup)
     for part in page.parts:
         if isinstance(part, str):
             text = part.strip("\n")

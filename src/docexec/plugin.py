@@ -54,6 +54,13 @@ from docexec.export import (
     to_script,
 )
 from docexec.fences import Fence, FenceError, scan_fences, take_options
+from docexec.package import (
+    build_wheel,
+    install_html,
+    notebook_install_cell,
+    reader_package,
+    script_install_check,
+)
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -79,6 +86,9 @@ class DocExecConfig(Config):
     ``DOCEXEC_CACHE=0`` in the environment turns it off too."""
     cache_dir = config_options.Type(str, default=".cache/docexec")
     """Where the records live, relative to the folder of ``mkdocs.yml``."""
+    package = config_options.Optional(config_options.Type(str))
+    """The project's package with the extras readers need (``name[extra]``): its wheel is
+    published at the site's root, and every page that runs code says how to install it."""
 
 
 def _check_front_matter(path: str, raw: str) -> None:
@@ -211,6 +221,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.page: PageRun | None = None
         self.exports: dict[str, tuple[str, PageExport]] = {}
         self.stamp = build_stamp(self.root)
+        try:
+            self.package = self.config.package and reader_package(
+                self.root, self.config.package, config.site_url or ""
+            )
+        except ValueError as error:
+            raise PluginError(str(error)) from None
         snippets = config.mdx_configs.get("pymdownx.snippets", {}).get("base_path", ["."])
         if isinstance(snippets, str):
             snippets = [snippets]
@@ -301,7 +317,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             f"<p>Every output on this page was produced when the site was built, with "
             f"{self.stamp}. Run it yourself: "
             f'<a href="{stem}.ipynb" download>{stem}.ipynb</a> (Jupyter notebook) or '
-            f'<a href="{stem}.py" download>{stem}.py</a> (script).</p>\n</aside>\n'
+            f'<a href="{stem}.py" download>{stem}.py</a> (script).</p>\n'
+            f"{install_html(self.package) if self.package else ''}</aside>\n"
         )
 
     def _page_export(self, page, run: PageRun) -> PageExport:
@@ -320,13 +337,15 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close()
         for path, (_stem, export) in sorted(self.exports.items()):
             stamp = f"Generated from the page of the same name; its outputs were built with {self.stamp}."
-            write_file(
-                to_notebook(export, stamp).encode(), os.path.join(config.site_dir, path + ".ipynb")
+            notebook = to_notebook(
+                export, stamp, self.package and notebook_install_cell(self.package)
             )
-            write_file(
-                to_script(export, stamp).encode(), os.path.join(config.site_dir, path + ".py")
-            )
+            script = to_script(export, stamp, self.package and script_install_check(self.package))
+            write_file(notebook.encode(), os.path.join(config.site_dir, path + ".ipynb"))
+            write_file(script.encode(), os.path.join(config.site_dir, path + ".py"))
         self.exports = {}
+        if self.package:
+            build_wheel(self.root, Path(config.site_dir))
 
     def on_build_error(self, *, error):
         self._close(kill=True)

@@ -15,19 +15,33 @@ import torch
 
 from learnable_parameters.inspection import TraceStep
 
+#: The widest a chart with 12 px text is drawn. A phone 390 px wide has a column of
+#: about 358 px, so such a chart is shown at full size there, its text at 12 px; a
+#: wider chart sets its text larger, so that shrunk to that column it stays >= 11 px.
+NARROW = 350
+
 #: Diverging colours for negative and positive weights; legible on light and dark.
 NEGATIVE = (33, 102, 172)
 POSITIVE = (214, 96, 77)
 MIDDLE = (150, 150, 150)
 
 
-def _svg(width: float, height: float, ident: str, title: str, desc: str, body: list[str]) -> str:
+def _svg(
+    width: float,
+    height: float,
+    ident: str,
+    title: str,
+    desc: str,
+    body: list[str],
+    font_size: int = 12,
+) -> str:
     return "\n".join(
         [
             f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:g} {height:g}" '
             f'width="{width:g}" height="{height:g}" role="img" '
             f'aria-labelledby="{ident}-title {ident}-desc" class="chart" '
-            f'style="max-width:100%;height:auto" font-family="sans-serif" font-size="12">',
+            f'style="max-width:100%;height:auto" font-family="sans-serif" '
+            f'font-size="{font_size}">',
             f'<title id="{ident}-title">{escape(title)}</title>',
             f'<desc id="{ident}-desc">{escape(desc)}</desc>',
             *body,
@@ -71,21 +85,30 @@ def filters_svg(
         ident: A prefix for the SVG's element ids, unique on the page.
         title: The chart's title (also its accessible name).
         labels: A caption under each filter; defaults to ``"0"``, ``"1"``, ...
-        cell: The side of one weight's square, in pixels.
+        cell: The side of one weight's square, in pixels; smaller if ``per_row``
+            filters of that size would not fit in ``NARROW`` pixels.
         per_row: How many filters stand side by side before the next row starts;
-            all of them by default.
+            by default as many as fit in ``NARROW`` pixels, in rows of equal length.
 
     Returns:
         The SVG.
     """
     count, rows, cols = filters.shape
     labels = list(labels) if labels is not None else [str(i) for i in range(count)]
-    per_row = min(per_row or count, count)
+
+    def row_width(n: int, side: int) -> int:  # n tiles and the gaps (one square) between
+        return side * (n * cols + n - 1) + 2
+
+    if per_row is None:
+        fitting = max(1, next(n for n in range(count, 0, -1) if row_width(n, cell) <= NARROW))
+        per_row = -(-count // -(-count // fitting))  # the same number in every row
+    per_row = min(per_row, count)
+    cell = max(4, min(cell, (NARROW - 2) // (per_row * cols + per_row - 1)))
     lines = -(-count // per_row)
     scale = float(filters.abs().max())
-    gap, top, caption, legend = cell, 4, 22, 26
+    gap, top, caption, legend = cell, 4, 22, 40
     tile_w, tile_h = cols * cell, rows * cell
-    width = max(per_row * tile_w + (per_row - 1) * gap + 2, 300)
+    width = max(row_width(per_row, cell), 320)  # the scale's text needs 320
     height = top + lines * (tile_h + caption) + legend
     body = []
     for k in range(count):
@@ -115,7 +138,10 @@ def filters_svg(
         )
     body.append(
         f'<text x="{1 + 5 * 14 + 8}" y="{y + 11}" fill="currentColor">'
-        f"from {-scale:.3f} (blue) through 0 (grey) to +{scale:.3f} (red)</text>"
+        f"from {-scale:.3f} (blue) through 0 (grey)</text>"
+    )
+    body.append(
+        f'<text x="{1 + 5 * 14 + 8}" y="{y + 27}" fill="currentColor">to +{scale:.3f} (red)</text>'
     )
     desc = (
         f"{count} grids of {rows} by {cols} squares, one square per weight: "
@@ -141,7 +167,7 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
     """
     total = sum(sum(kinds.values()) for kinds in per_layer.values())
     largest = max(sum(kinds.values()) for kinds in per_layer.values())
-    label_w, bar_w, text_w, row_h, least = 48, 220, 160, 30, 4.0
+    label_w, bar_w, text_w, row_h, least = 48, 150, 150, 30, 4.0  # NARROW in all
     width = label_w + bar_w + text_w
     height = row_h * len(per_layer) + 36
     body = []
@@ -179,7 +205,7 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
     )
     body.append(
         f'<text x="{label_w + 100}" y="{legend_y}" fill="currentColor">'
-        "biases (drawn at least 4 px wide)</text>"
+        "biases (at least 4 px)</text>"
     )
     title = f"Where the {total:,} learnable parameters are"
     desc = (
@@ -202,7 +228,7 @@ def shape_trace_svg(input_shape: Sequence[int], steps: Sequence[TraceStep], *, i
         The SVG.
     """
     rows = [("input", "", tuple(input_shape)), *((s.name, s.op, s.shape) for s in steps)]
-    row_h, width = 34, 460
+    row_h, width = 34, NARROW
     height = row_h * len(rows) + 4
     body = [
         f'<defs><marker id="{ident}-arrow" viewBox="0 0 10 10" refX="5" refY="5" '
@@ -250,8 +276,11 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
     Returns:
         The SVG.
     """
-    left, right, top, bottom = 48, 12, 10, 34
-    plot_w, plot_h = 460, 200
+    # Wider than NARROW, for the steps' sake: its text is larger, 15 px, so that on a
+    # phone's 358 px column it is shrunk to 11.7 px.
+    left, right, top, bottom = 48, 12, 12, 40
+    plot_w, plot_h = 400, 200
+    font_size = 15
     width, height = left + plot_w + right, top + plot_h + bottom
     high = max(losses)
     top_tick = float(int(high) + 1)
@@ -281,7 +310,7 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
     boundaries = range(every, len(losses), every) if every else range(0)
     for step in sorted({0, *boundaries, len(losses) - 1}):
         body.append(
-            f'<text x="{x(step):.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
+            f'<text x="{x(step):.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
             f'fill="currentColor">{step}</text>'
         )
     body.append(
@@ -289,7 +318,7 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
     )
     body.append(
         f'<text x="{left + plot_w / 2:g}" y="{height - 8}" text-anchor="middle" '
-        f'fill="currentColor">step (a dashed line at the start of each new epoch)</text>'
+        f'fill="currentColor">step (dashed: a new epoch starts)</text>'
     )
     body.append(
         f'<text x="14" y="{top + plot_h / 2:g}" text-anchor="middle" fill="currentColor" '
@@ -299,7 +328,7 @@ def loss_curve_svg(losses: Sequence[float], *, ident: str, every: int | None = N
         f"Cross-entropy loss over {len(losses)} training steps: it starts at {losses[0]:.3f}, "
         f"its lowest is {min(losses):.3f}, and the last step's is {losses[-1]:.3f}."
     )
-    return _svg(width, height, ident, "Training loss, step by step", desc, body)
+    return _svg(width, height, ident, "Training loss, step by step", desc, body, font_size)
 
 
 def _number(value: float) -> str:
@@ -313,7 +342,8 @@ def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str
     """Draw ``weight @ vector = result``, each output tied to its row of the matrix.
 
     Each row of the matrix and the output entry it produces share a colour, and the
-    row's dot product with the vector is written out beside the result.
+    row's dot product with the vector is written out under the picture, after a mark
+    of that colour (under, not beside: the chart stays narrow enough for a phone).
 
     Args:
         weight: A matrix of shape ``(m, n)``; up to four rows are coloured apart.
@@ -325,15 +355,15 @@ def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str
     """
     result = weight @ vector
     rows, cols = weight.shape
-    cell, gap = 30, 24
+    cell, gap, line = 30, 24, 24
     top = 10
-    height = top + max(rows, cols) * cell + 10
+    y_sums = top + max(rows, cols) * cell + 16
+    height = y_sums + rows * line + 4
     x_matrix = 10
     x_vector = x_matrix + cols * cell + gap + 10
     x_equals = x_vector + cell + 14
     x_result = x_equals + gap
-    x_sums = x_result + 2 * cell + 10
-    width = x_sums + 330
+    x_sums = x_matrix + 22
 
     def bracket(x: float, n: int, w: float) -> list[str]:
         y0, y1 = top, top + n * cell
@@ -371,17 +401,20 @@ def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str
             f"{_number(float(weight[r, c]))}·{_number(float(vector[c]))}" for c in range(cols)
         )
         sums.append(f"{terms} = {_number(float(result[r]))}")
-        body.append(text(x_sums, y, sums[-1], colour="currentColor", anchor="start"))
+        y_sum = y_sums + r * line + 16
         body.append(
-            f'<line x1="{x_result + 2 * cell - 6}" y1="{y - 5}" x2="{x_sums - 4}" y2="{y - 5}" '
-            f'stroke="{colour}" stroke-width="2"/>'
+            f'<rect x="{x_matrix - 2}" y="{y_sum - 13}" width="16" height="16" rx="4" '
+            f'fill="none" stroke="{colour}" stroke-width="2"/>'
         )
+        body.append(text(x_sums, y_sum, sums[-1], colour="currentColor", anchor="start"))
     body += bracket(x_vector - 4, cols, cell + 8)
     for c in range(cols):
         body.append(text(x_vector + cell / 2, top + c * cell + 20, _number(float(vector[c]))))
     body.append(text(x_vector - gap / 2 - 2, top + rows * cell / 2 + 5, "×"))
     body.append(text(x_equals, top + rows * cell / 2 + 5, "="))
     body += bracket(x_result - 4, rows, 2 * cell)
+    # As wide as the picture or the longest sum (monospace: 0.6 em a character).
+    width = max(x_result + 2 * cell + 10, x_sums + 14 * 0.6 * max(map(len, sums)) + 10)
     desc = (
         f"A {rows} by {cols} matrix times a vector of {cols} numbers gives a vector of "
         f"{rows}: each output is the dot product of one row with the vector. "
@@ -389,6 +422,24 @@ def matmul_svg(weight: torch.Tensor, vector: torch.Tensor, *, ident: str) -> str
         + "."
     )
     return _svg(width, height, ident, "Matrix times vector, row by row", desc, body)
+
+
+def _dot_product_terms(
+    weight: torch.Tensor, vector: torch.Tensor
+) -> list[tuple[str, str, str, str]]:
+    """For each output of ``weight @ vector``: its name, products, their values, its value."""
+    result = weight @ vector
+    terms = []
+    for r in range(weight.shape[0]):
+        products = [
+            f"({_number(float(weight[r, c]))} \\cdot {_number(float(vector[c]))})"
+            for c in range(weight.shape[1])
+        ]
+        values = [_number(float(weight[r, c] * vector[c])) for c in range(weight.shape[1])]
+        terms.append(
+            (f"y_{{{r + 1}}}", " + ".join(products), " + ".join(values), _number(float(result[r])))
+        )
+    return terms
 
 
 def dot_products_latex(weight: torch.Tensor, vector: torch.Tensor) -> list[str]:
@@ -401,16 +452,27 @@ def dot_products_latex(weight: torch.Tensor, vector: torch.Tensor) -> list[str]:
     Returns:
         One LaTeX equation per output entry.
     """
-    result = weight @ vector
-    lines = []
-    for r in range(weight.shape[0]):
-        products = [
-            f"({_number(float(weight[r, c]))} \\cdot {_number(float(vector[c]))})"
-            for c in range(weight.shape[1])
-        ]
-        values = [_number(float(weight[r, c] * vector[c])) for c in range(weight.shape[1])]
-        lines.append(
-            f"y_{{{r + 1}}} = {' + '.join(products)} = {' + '.join(values)} = "
-            f"{_number(float(result[r]))}"
-        )
-    return lines
+    return [
+        f"{name} = {products} = {values} = {value}"
+        for name, products, values, value in _dot_product_terms(weight, vector)
+    ]
+
+
+def dot_products_aligned_latex(weight: torch.Tensor, vector: torch.Tensor) -> str:
+    """Write ``weight @ vector`` as one LaTeX array whose equals signs line up.
+
+    Each output takes two rows, its sum of products and then its value, so that a
+    row stays narrow enough for a phone. The array's columns are aligned right and
+    left (MathML ``columnalign``; the site's CSS applies it, as Chromium ignores it).
+
+    Args:
+        weight: A matrix of shape ``(m, n)``.
+        vector: A vector of length ``n``.
+
+    Returns:
+        The LaTeX array.
+    """
+    rows = []
+    for name, products, values, value in _dot_product_terms(weight, vector):
+        rows += [f"{name} & = {products}", f"& = {values} = {value}"]
+    return "\\begin{array}{rl} " + " \\\\ ".join(rows) + " \\end{array}"

@@ -1,0 +1,247 @@
+"""The take-aways run where a reader is: a fresh venv, outside the repository.
+
+One venv per session holds only torch and a notebook runner (nbclient, ipykernel), as
+a reader's machine might. The built site is served on 127.0.0.1 (nothing comes from
+its real address), and every take-away is copied out of it with the site's address
+changed to the served one, so the install the pages name
+(``pip install "<package>[extras] @ <site>/<wheel>"``) fetches the wheel the build
+published. A notebook's first cell installs the package; after that every ``.ipynb``
+and every ``.py`` of the site runs top to bottom. Before it is installed, a script and
+a failing install each say in one line what to install. And no address on the site,
+the install's included, is a placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import venv
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from bs4 import BeautifulSoup
+
+pytestmark = pytest.mark.site
+
+#: A guard against a hang, not a measurement.
+TIMEOUT = 900
+#: Runs notebooks with nbclient in the reader's venv; prints one line per failure.
+NOTEBOOK_RUNNER = """
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+failed = 0
+for name in sys.argv[1:]:
+    path = Path(name)
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        failed += 1
+        print(f"{path}: {error}")
+sys.exit(1 if failed else 0)
+"""
+
+
+def reader_env(folder: Path) -> dict[str, str]:
+    """The environment of a reader's shell with ``folder``'s venv active, nothing of ours."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "JUPYTER_PATH"}
+    }
+    env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(folder)
+    return env
+
+
+def run(args: list[str], venv_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=reader_env(venv_dir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+@pytest.fixture(scope="session")
+def reader_venv(tmp_path_factory) -> Path:
+    """A fresh venv with torch (the site's version) and a notebook runner, nothing else."""
+    folder = tmp_path_factory.mktemp("reader") / "venv"
+    venv.create(folder, with_pip=True)
+    version = torch.__version__.split("+")[0]
+    # torch as pip is configured to find it, and from TORCH_INDEX when the environment
+    # names one (the Makefile's variable; on a Linux machine without it, PyPI's torch is
+    # the multi-GB CUDA build). Not by default: an index it cannot reach costs retries.
+    index = os.environ.get("TORCH_INDEX")
+    result = run(
+        [
+            str(folder / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",  # a third faster; modules compile when first imported
+            *(["--extra-index-url", index] if index else []),
+            f"torch=={version}",
+            "nbclient",
+            "ipykernel",
+        ],
+        folder,
+        folder.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def site_address(built_site: Path) -> str:
+    """The address the site was built for (its site_url), from the home page's canonical link."""
+    soup = BeautifulSoup((built_site / "index.html").read_text(), "html.parser")
+    return soup.select_one('link[rel="canonical"]')["href"]
+
+
+@pytest.fixture(scope="session")
+def takeaways(built_site, site_url, tmp_path_factory) -> Path:
+    """Every .py and .ipynb of the site, copied out of the repository, pointing at site_url."""
+    folder = tmp_path_factory.mktemp("takeaways")
+    built_for = site_address(built_site)
+    for path in [*built_site.rglob("*.py"), *built_site.rglob("*.ipynb")]:
+        copy = folder / path.relative_to(built_site)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(path.read_text().replace(built_for, site_url))
+    return folder
+
+
+def install_command(built_site: Path, site_url: str) -> str:
+    """The install command the pages show, pointing at site_url; one for the whole site."""
+    commands = set()
+    for page in built_site.rglob("index.html"):
+        for code in BeautifulSoup(page.read_text(), "html.parser").select(
+            ".docexec-provenance pre code"
+        ):
+            commands.add(code.get_text().replace(site_address(built_site), site_url))
+    assert len(commands) == 1, f"the pages name {len(commands)} install commands: {commands}"
+    return commands.pop()
+
+
+def first_notebook(takeaways: Path) -> Path:
+    return min(takeaways.rglob("*.ipynb"))
+
+
+def test_a_script_says_in_one_line_what_to_install(reader_venv, takeaways, built_site, site_url):
+    script = min(takeaways.rglob("*.py"))
+    result = run([str(reader_venv / "bin" / "python"), script.name], reader_venv, script.parent)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert install_command(built_site, site_url) in result.stderr
+
+
+def test_a_failed_install_stops_the_notebook_with_one_line(
+    reader_venv, takeaways, site_url, tmp_path
+):
+    notebook = json.loads(first_notebook(takeaways).read_text())
+    install = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
+    missing = f"{site_url}no-such-package-0.1.0-py3-none-any.whl"
+    install["source"] = [
+        re.sub(r"@ http[^'\"]+\.whl", f"@ {missing}", line) for line in install["source"]
+    ]
+    assert missing in "".join(install["source"])
+    notebook["cells"] = [install]
+    path = tmp_path / "install.ipynb"
+    path.write_text(json.dumps(notebook))
+    result = run(
+        [str(reader_venv / "bin" / "python"), "-c", NOTEBOOK_RUNNER, str(path)],
+        reader_venv,
+        tmp_path,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "UsageError: Could not install learnable-parameters: run pip install" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+@pytest.fixture(scope="session")
+def installed(reader_venv, takeaways, built_site, site_url) -> Path:
+    """The reader's venv after the first notebook's install cell and the pages' command."""
+    python = str(reader_venv / "bin" / "python")
+    check = [python, "-c", "import learnable_parameters"]
+    assert run(check, reader_venv, takeaways).returncode != 0, "the venv is not fresh"
+    notebook = first_notebook(takeaways)
+    result = run([python, "-c", NOTEBOOK_RUNNER, notebook.name], reader_venv, notebook.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run(check, reader_venv, takeaways).returncode == 0, "the notebook installed nothing"
+    # The command the pages show works too (here it finds everything installed).
+    command = shlex.split(install_command(built_site, site_url))
+    assert command[0] == "pip"
+    result = run([python, "-m", *command], reader_venv, takeaways)
+    assert result.returncode == 0, result.stderr
+    return reader_venv
+
+
+def in_parallel(jobs: list[tuple[list[str], Path]], venv_dir: Path) -> list:
+    """Run ``(command, folder)`` jobs two at a time (the machine's cores are few)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda job: run(job[0], venv_dir, job[1]), jobs))
+
+
+def test_every_notebook_runs_in_a_readers_venv(installed, takeaways):
+    notebooks = sorted(str(path) for path in takeaways.rglob("*.ipynb"))
+    assert len(notebooks) > 1
+    python = str(installed / "bin" / "python")
+    halves = [notebooks[0::2], notebooks[1::2]]  # one runner for each half
+    results = in_parallel(
+        [([python, "-c", NOTEBOOK_RUNNER, *half], takeaways) for half in halves], installed
+    )
+    failures = [result.stdout[-5000:] for result in results if result.returncode != 0]
+    assert not failures, "\n".join(failures)
+
+
+def test_every_script_runs_in_a_readers_venv(installed, takeaways):
+    scripts = sorted(takeaways.rglob("*.py"))
+    assert len(scripts) > 1
+    python = str(installed / "bin" / "python")
+    results = in_parallel([([python, script.name], script.parent) for script in scripts], installed)
+    failures = [
+        f"{script.relative_to(takeaways)}:\n{result.stderr[-3000:]}"
+        for script, result in zip(scripts, results, strict=True)
+        if result.returncode != 0
+    ]
+    assert not failures, "\n".join(failures)
+
+
+#: Hosts that are placeholders (RFC 2606 and RFC 6761 names, an owner called "example").
+PLACEHOLDER = re.compile(
+    r"https?://(?:[\w.-]+\.)?(?:example\.(?:com|net|org)|[\w-]+\.(?:example|invalid|test)"
+    r"|example\.github\.io|github\.com/example\b)",
+    re.IGNORECASE,
+)
+
+
+def test_placeholder_hosts_are_recognised():
+    for url in ["https://example.github.io/x/", "https://github.com/example/x", "http://a.test/"]:
+        assert PLACEHOLDER.search(url), url
+    for url in ["https://squidfunk.github.io/mkdocs-material/", "http://127.0.0.1:8000/"]:
+        assert not PLACEHOLDER.search(url), url
+
+
+def test_no_address_on_the_site_is_a_placeholder(built_site):
+    found = []
+    for path in sorted(built_site.rglob("*")):
+        if path.suffix in {".html", ".ipynb", ".py", ".xml", ".json"}:
+            found += [
+                f"{path.relative_to(built_site)}: {m[0]}"
+                for m in PLACEHOLDER.finditer(path.read_text())
+            ]
+    assert not found, "\n".join(found)

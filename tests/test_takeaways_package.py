@@ -1,0 +1,90 @@
+"""docexec.package: the wheel the site publishes for readers and the command that installs it."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from docexec.package import (
+    build_wheel,
+    notebook_install_cell,
+    reader_package,
+    script_install_check,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = "https://owner.github.io/learnable-parameters/"
+
+
+def test_the_command_installs_the_projects_wheel_from_the_site_with_its_extras():
+    package = reader_package(ROOT, "learnable-parameters[pages]", SITE)
+    assert package.wheel == "learnable_parameters-0.1.0-py3-none-any.whl"
+    assert package.command == (
+        'pip install "learnable-parameters[pages] @ '
+        'https://owner.github.io/learnable-parameters/learnable_parameters-0.1.0-py3-none-any.whl"'
+    )
+    assert package.module == "learnable_parameters"
+    assert package.python == "3.11"  # requires-python ">=3.11,<3.12", as a reader says it
+
+
+@pytest.mark.parametrize(
+    ("requirement", "site", "message"),
+    [
+        ("learnable-parameters[pages", SITE, "is not a name with extras"),
+        ("torch[pages]", SITE, "'torch' is not this project"),
+        ("learnable-parameters[plots]", SITE, "pyproject.toml has no extra plots"),
+        ("learnable-parameters[pages]", "", "site_url, which is not set"),
+    ],
+)
+def test_a_wrong_package_option_says_what_is_wrong(requirement, site, message):
+    with pytest.raises(ValueError, match=message):
+        reader_package(ROOT, requirement, site)
+
+
+def test_the_wheel_is_the_same_bytes_twice_and_leaves_the_checkout_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    status = ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"]
+    before = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
+    first = build_wheel(ROOT, tmp_path / "one")
+    second = build_wheel(ROOT, tmp_path / "two")
+    after = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout
+    assert (
+        hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
+    )
+    assert first.name == reader_package(ROOT, "learnable-parameters", SITE).wheel
+    names = zipfile.ZipFile(first).namelist()
+    assert "learnable_parameters/training.py" in names
+    assert not [name for name in names if "__pycache__" in name]
+    assert {info.date_time for info in zipfile.ZipFile(first).infolist()} == {
+        (2023, 11, 14, 22, 13, 20)
+    }
+    assert before == after
+
+
+def test_a_script_without_the_package_says_in_one_line_what_to_install(tmp_path):
+    package = replace(
+        reader_package(ROOT, "learnable-parameters[pages]", SITE), module="not_installed_here"
+    )
+    script = tmp_path / "page.py"
+    script.write_text(f"import sys\n\n{script_install_check(package)}\nprint('ran')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"This script needs the learnable-parameters package: {package.command} (Python 3.11)\n"
+    )
+
+
+def test_the_notebook_cell_does_nothing_where_the_package_is_importable(tmp_path):
+    cell = notebook_install_cell(reader_package(ROOT, "learnable-parameters[pages]", SITE))
+    script = tmp_path / "cell.py"
+    script.write_text(cell + "\nprint('installed already')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "installed already\n"
