@@ -43,6 +43,7 @@ failed = 0
 for name in sys.argv[1:]:
     path = Path(name)
     notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     try:
@@ -216,7 +217,7 @@ def test_every_script_runs_in_a_readers_venv(installed, takeaways):
     failures = [
         f"{script.relative_to(takeaways)}:\n{result.stderr[-3000:]}"
         for script, result in zip(scripts, results, strict=True)
-        if result.returncode != 0
+        if result.returncode != 0 or not result.stdout.strip()
     ]
     assert not failures, "\n".join(failures)
 
