@@ -14,6 +14,8 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # looks (a wheel in pip's find-links). `make setup TORCH_INDEX=` asks PyPI alone (CUDA).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+# The take-aways test makes a reader's venv with torch from the same place.
+export TORCH_INDEX
 
 # The site generator: mkdocs, or properdocs (the maintained fork of MkDocs 1.x), which
 # builds the same site from the same mkdocs.yml.

@@ -85,8 +85,9 @@ def reader_venv(tmp_path_factory) -> Path:
     venv.create(folder, with_pip=True)
     version = torch.__version__.split("+")[0]
     # torch as pip is configured to find it, and from TORCH_INDEX when the environment
-    # names one (the Makefile's variable; on a Linux machine without it, PyPI's torch is
-    # the multi-GB CUDA build). Not by default: an index it cannot reach costs retries.
+    # names one (`make test` exports the Makefile's: on a Linux machine without it,
+    # PyPI's torch is the multi-GB CUDA build). One retry: an index that cannot be
+    # reached (this machine reaches only PyPI) is passed over in a second, not a minute.
     index = os.environ.get("TORCH_INDEX")
     result = run(
         [
@@ -96,7 +97,7 @@ def reader_venv(tmp_path_factory) -> Path:
             "install",
             "--quiet",
             "--no-compile",  # a third faster; modules compile when first imported
-            *(["--extra-index-url", index] if index else []),
+            *(["--extra-index-url", index, "--retries", "1"] if index else []),
             f"torch=={version}",
             "nbclient",
             "ipykernel",
