@@ -46,7 +46,8 @@ serve: setup
 	s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
 	sys.exit(0) if s.connect_ex(("127.0.0.1", $(PORT))) else \
 	sys.exit("make serve: port $(PORT) is in use; try make serve PORT=8001")'
-	$(BIN)/mkdocs serve --livereload --dev-addr 127.0.0.1:$(PORT)
+	SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)/}" \
+		$(BIN)/mkdocs serve --livereload --dev-addr 127.0.0.1:$(PORT)
 
 # Build into a scratch folder and swap it in only on success: a failed build
 # never leaves a half-built site/ behind.
