@@ -253,16 +253,16 @@ def test_a_changed_distribution_version_changes_the_environment_key(monkeypatch)
             self.metadata = {"Name": "somepackage"}
             self.version = version
 
-    monkeypatch.setattr(cache.metadata, "distributions", lambda: [Dist("1.0")])
+    monkeypatch.setattr(cache.metadata, "distributions", lambda path: [Dist("1.0")])
     before = cache._environment_key(0)
     assert cache._environment_key(0) == before
-    monkeypatch.setattr(cache.metadata, "distributions", lambda: [Dist("1.1")])
+    monkeypatch.setattr(cache.metadata, "distributions", lambda path: [Dist("1.1")])
     assert cache._environment_key(0) != before
     assert cache._environment_key(1) != cache._environment_key(0)
 
 
-def test_the_environment_key_is_read_again_when_a_folder_on_sys_path_changes(monkeypatch, tmp_path):
-    monkeypatch.setattr(cache.sys, "path", [str(tmp_path)])
+def test_the_environment_key_is_read_again_when_site_packages_changes(monkeypatch, tmp_path):
+    monkeypatch.setattr(cache, "_site_folders", lambda: [str(tmp_path)])
     monkeypatch.setattr(cache, "_ENVIRONMENT", None)
     calls = []
     monkeypatch.setattr(cache, "_environment_key", lambda seed: calls.append(seed) or "key")

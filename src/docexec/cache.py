@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import sys
+import sysconfig
 import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -50,14 +51,14 @@ def environment_key(seed: int) -> str:
 
     Reading every distribution's metadata takes a tenth of a second, which a
     rebuild under ``mkdocs serve`` should not pay each time: the key is kept while
-    no folder on ``sys.path`` changed (installing or removing a distribution
+    the site-packages folders are unchanged (installing or removing a distribution
     changes its folder).
     """
     global _ENVIRONMENT
     state = [seed, os.environ.get("PYTHONHASHSEED")]
-    for folder in sys.path:
+    for folder in _site_folders():
         with contextlib.suppress(OSError):
-            state.append((folder, os.stat(folder or ".").st_mtime_ns))
+            state.append((folder, os.stat(folder).st_mtime_ns))
     if _ENVIRONMENT is not None and _ENVIRONMENT[0] == state:
         return _ENVIRONMENT[1]
     key = _environment_key(seed)
@@ -65,10 +66,20 @@ def environment_key(seed: int) -> str:
     return key
 
 
+def _site_folders() -> list[str]:
+    """Where distributions are installed for this interpreter (its venv's site-packages).
+
+    Not all of ``sys.path``: what a test or a page puts there, and a stale
+    ``*.egg-info`` beside a package's source, are not installed distributions.
+    """
+    paths = sysconfig.get_paths()
+    return sorted({paths["purelib"], paths["platlib"]})
+
+
 def _environment_key(seed: int) -> str:
     distributions = sorted(
         f"{dist.metadata['Name']}=={dist.version}"
-        for dist in metadata.distributions()
+        for dist in metadata.distributions(path=_site_folders())
         if dist.metadata["Name"]
     )
     return digest(
