@@ -691,3 +691,23 @@ def test_a_page_can_print_the_build_date(tmp_path):
     result = build(tmp_path, {"index.md": page})
     assert result.returncode == 0, result.stderr
     assert code_blocks(tmp_path / "site/index.html") == ["2023-11-14\n"]
+
+
+def test_an_executable_block_in_a_docstring_names_its_module_and_line(tmp_path):
+    (tmp_path / "shown_module.py").write_text(
+        '"""A module."""\n\n\ndef helper():\n    """Help.\n\n    ```python exec="on"\n'
+        '    print("from a docstring")\n    ```\n    """\n'
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# API\n\n::: shown_module.helper\n")
+    (tmp_path / "mkdocs.yml").write_text(
+        # After markdown-exec, as in mkdocs.yml: mkdocstrings takes the fences it adds.
+        CONFIG.format(timeout=30).replace(
+            "markdown_extensions:\n",
+            "  - mkdocstrings:\n      handlers:\n        python:\n          paths: [.]\n"
+            "markdown_extensions:\n  - toc\n",
+        )
+    )
+    result = build_in_process(tmp_path)
+    assert result.returncode != 0
+    assert "shown_module.py:8: an executable python block in a docstring" in result.stderr

@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -111,6 +112,38 @@ def _check_front_matter(path: str, raw: str) -> None:
         log.warning(
             f"{path}:2: YAML front matter must be key: value pairs, not {type(data).__name__}"
         )
+
+
+def _docstring_place(md, code: str, root: Path) -> str:
+    """``src/<module>.py:<line>`` of a block in a docstring mkdocstrings is rendering, or ``""``.
+
+    mkdocstrings tells its Markdown the object it renders (the id prefix of its
+    headings); griffe, which mkdocstrings reads the code with, finds that object's
+    file without importing it, where the block's first line is looked for.
+    """
+    processors = getattr(md, "treeprocessors", None)
+    if processors is None or "mkdocstrings_ids" not in processors:
+        return ""
+    name = getattr(processors["mkdocstrings_ids"], "id_prefix", "").removesuffix("--")
+    try:
+        import griffe
+
+        found = griffe.load(name, search_paths=[str(root), str(root / "src"), *sys.path])
+        file = Path(found.filepath).resolve()
+        lines = file.read_text().split("\n")
+    except Exception:  # noqa: BLE001 - no place to name is no reason to fail differently
+        return ""
+    first = next((line.strip() for line in code.split("\n") if line.strip()), None)
+    start = (found.lineno or 1) - 1
+    line = next(
+        (i + 1 for i in range(start, len(lines)) if first and lines[i].strip() == first),
+        start + 1,
+    )
+    try:
+        shown = file.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        shown = file.as_posix()
+    return f"{shown}:{line}"
 
 
 def _nonblank(text: str) -> list[str]:
@@ -425,10 +458,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             return ""  # a fence inside an HTML comment: never run, nothing shown
         fence = options.line
         if fence == 0:
+            where = _docstring_place(kwargs.get("md"), kwargs.get("code", ""), self.root)
             raise ExampleError(
-                f"{run_.path}: an executable {kind} block that is not in the page's own "
-                "Markdown (a docstring shown by mkdocstrings?) cannot be run: docexec "
-                "could not name its line; show it without exec="
+                f"{where or run_.path}: an executable {kind} block in a docstring "
+                f"(shown on {run_.path}) is not run: docexec runs the blocks of a page's "
+                "own Markdown; show it without exec=, or as a doctest example"
             )
         shown = {
             k: kwargs["extra"].pop(k)
