@@ -10,8 +10,9 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Where pip also looks for torch: PyTorch's CPU-only index. Its wheels sort above PyPI's
 # (2.13.0+cpu > 2.13.0), so a Linux machine without a GPU gets the ~200 MB CPU build, not
 # PyPI's multi-GB CUDA one; macOS and Windows get the same wheels as from PyPI. A host
-# it cannot reach is skipped after pip's retries, and pip takes torch from where else it
-# looks (a wheel in pip's find-links). `make setup TORCH_INDEX=` asks PyPI alone (CUDA).
+# it cannot reach is skipped, and pip takes torch from where else it looks (a wheel in
+# pip's find-links): after one retry, not five, which cost minutes of
+# backoff for each package. `make setup TORCH_INDEX=` asks PyPI alone (CUDA).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 # The take-aways test makes a reader's venv with torch from the same place.
@@ -35,7 +36,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --require-hashes --requirement requirements.lock
-	$(PIP) install --quiet $(TORCH_INDEX_ARGS) --no-build-isolation --editable '.[docs,test]'
+	$(PIP) install --quiet $(TORCH_INDEX_ARGS) $(if $(TORCH_INDEX),--retries 1) \
+		--no-build-isolation --editable '.[docs,test]'
 	$(PIP) check
 	touch $(STAMP)
 
