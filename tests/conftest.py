@@ -60,6 +60,19 @@ def source_date_epoch() -> str:
     return result.stdout.strip() or "0"
 
 
+def processes_with(marker: str) -> list[str]:
+    """``"pid: command line"`` of every process on the machine whose command holds ``marker``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in command:
+            found.append(f"{pid}: {command}")
+    return found
+
+
 @dataclass
 class BuildResult:
     """What a build did: its exit code and its log, as ``mkdocs build`` prints it."""

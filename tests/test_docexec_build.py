@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import BuildResult, build_in_process
+from conftest import BuildResult, build_in_process, processes_with
 
 pytestmark = pytest.mark.site
 
@@ -353,6 +353,8 @@ def test_pages_offer_their_notebook_and_script_with_a_stamp(tmp_path):
         ('timeout="0"', "timeout= must be more than 0 seconds"),
         ('raises="not a name"', "raises= takes an exception's name"),
         ('sesion="typo"', "unknown option 'sesion'"),
+        ('timeout="inf"', "timeout= must be a finite number of seconds"),
+        ('source="above"', "source= does not apply to a pycon block"),
     ],
 )
 def test_bad_options_fail_naming_the_fence(tmp_path, options, message):
@@ -549,19 +551,6 @@ def test_a_fence_in_an_html_comment_does_not_run(tmp_path):
     assert "ran" not in (tmp_path / "site/index.html").read_text().split("<!--")[1].split("-->")[0]
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ('timeout="inf"', "timeout= must be a finite number of seconds"),
-        ('source="above"', "source= does not apply to a pycon block"),
-    ],
-)
-def test_more_bad_options_fail_naming_the_fence(tmp_path, options, message):
-    result = build(tmp_path, {"index.md": f'# P\n\n```pycon exec="on" {options}\n>>> 1\n```\n'})
-    assert result.returncode != 0
-    assert f"docs/index.md:3: {message}" in result.stderr
-
-
 def test_a_fence_of_a_language_nothing_runs_fails_naming_it(tmp_path):
     page = '# P\n\n```bash exec="on"\necho hi\n```\n\n```python exec="on"\nprint("after")\n```\n'
     result = build(tmp_path, {"index.md": page})
@@ -602,18 +591,6 @@ def test_an_error_in_a_line_range_include_names_the_file_line(tmp_path):
     )
 
 
-def _processes_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in command:
-            found.append(f"{pid}: {command}")
-    return found
-
-
 def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"
@@ -633,7 +610,7 @@ def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     )
     output, _ = build.communicate(timeout=120)  # a guard against a hang, not a measurement
     assert build.returncode != 0 and b"a process it started" in output
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_interrupting_serve_ends_the_page_processes(tmp_path):
@@ -662,13 +639,13 @@ def test_interrupting_serve_ends_the_page_processes(tmp_path):
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert started.exists(), "the block never started"
-        assert _processes_with(marker)
+        assert processes_with(marker)
         server.send_signal(signal.SIGINT)  # to the server's pid alone
         server.wait(timeout=60)
         deadline = time.monotonic() + 10
-        while _processes_with(marker) and time.monotonic() < deadline:
+        while processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _processes_with(marker) == []
+        assert processes_with(marker) == []
     finally:
         server.kill()
 

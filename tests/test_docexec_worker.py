@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
+from conftest import processes_with
 
 from docexec.worker import Block, ExampleFailure, PageWorker
 
@@ -152,18 +152,6 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
 # Nothing outlives the page ----------------------------------------------------------------
 
 
-def _alive(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in command:
-            found.append(command)
-    return found
-
-
 @pytest.mark.parametrize("how", ["failed", "timed out", "closed"])
 def test_no_process_a_page_started_outlives_it(tmp_path, how):
     (tmp_path / "docs").mkdir()
@@ -179,9 +167,9 @@ def test_no_process_a_page_started_outlives_it(tmp_path, how):
             worker.run(python(start), 60)
     worker.close()
     deadline = time.monotonic() + 10  # a guard for a slow machine, not a measurement
-    while _alive(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _alive(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_a_page_runs_in_a_fresh_folder_and_reads_the_repository_by_its_root(tmp_path):
