@@ -63,7 +63,7 @@ class Server:
         self.process = subprocess.Popen(
             [*MKDOCS, "serve", "--livereload", "-a", f"127.0.0.1:{self.port}"],
             cwd=root,
-            env=env,
+            env=dict(env, SITE_URL=f"http://127.0.0.1:{self.port}/"),  # as `make serve`
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -88,7 +88,7 @@ class Server:
         )
 
     def page(self, path: str) -> str:
-        url = f"http://127.0.0.1:{self.port}/learnable-parameters/{path}"
+        url = f"http://127.0.0.1:{self.port}/{path}"
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.read().decode()
 

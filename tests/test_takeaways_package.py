@@ -13,9 +13,11 @@ import pytest
 
 from docexec.package import (
     build_wheel,
+    cached_wheel,
     notebook_install_cell,
     reader_package,
     script_install_check,
+    wheel_key,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,3 +90,29 @@ def test_the_notebook_cell_does_nothing_where_the_package_is_importable(tmp_path
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "installed already\n"
+
+
+def test_the_wheel_is_built_again_only_when_what_it_is_made_of_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    project = tmp_path / "project"
+    (project / "src" / "tiny").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tiny"\nversion = "1.0"\n'
+        '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+    )
+    module = project / "src" / "tiny" / "__init__.py"
+    module.write_text("VALUE = 1\n")
+    cache = tmp_path / "cache"
+    first = cached_wheel(project, tmp_path / "one", cache)
+    assert first.read_bytes() == build_wheel(project, tmp_path / "fresh").read_bytes()
+    key = wheel_key(project)
+    (project / "src" / "tiny" / "__pycache__").mkdir()
+    (project / "src" / "tiny" / "__pycache__" / "x.pyc").write_bytes(b"not a source")
+    assert wheel_key(project) == key  # bytecode is not what the wheel is made of
+    assert cached_wheel(project, tmp_path / "two", cache).read_bytes() == first.read_bytes()
+    module.write_text("VALUE = 2\n")
+    assert wheel_key(project) != key
+    third = cached_wheel(project, tmp_path / "three", cache)
+    assert b"VALUE = 2" in zipfile.ZipFile(third).read("tiny/__init__.py")
+    assert len(list(cache.iterdir())) == 2

@@ -12,6 +12,7 @@ set, so its files carry the commit's date: two builds of one commit, same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -117,6 +118,56 @@ def reader_package(root: Path, requirement: str, site_url: str) -> ReaderPackage
     )
 
 
+def _inputs(root: Path) -> tuple[str | None, list[str]]:
+    """The project's readme and the folders its packages are found in."""
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    readme = pyproject["project"].get("readme")
+    find = pyproject.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {})
+    return (readme if isinstance(readme, str) else None), find.get("where", ["."])
+
+
+_SKIPPED = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+
+
+def wheel_key(root: Path) -> str:
+    """What the wheel is made of: the sources' bytes, the build date, the builder."""
+    from importlib import metadata
+
+    readme, sources = _inputs(root)
+    digest = hashlib.sha256()
+    files = [root / "pyproject.toml", *([root / readme] if readme else [])]
+    for where in sources:
+        files.extend(
+            path
+            for path in sorted((root / where).rglob("*"))
+            if path.is_file()
+            and not any(_SKIPPED("", [part]) for part in path.relative_to(root).parts)
+        )
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    builder = f"{sys.version}|setuptools {metadata.version('setuptools')}"
+    digest.update(f"{os.environ.get('SOURCE_DATE_EPOCH')}|{builder}".encode())
+    return digest.hexdigest()[:32]
+
+
+def cached_wheel(root: Path, folder: Path, cache: Path | None) -> Path:
+    """The project's wheel in ``folder``: copied from ``cache`` when made of the same
+    inputs before (a rebuild under ``mkdocs serve`` saves setuptools' 0.3 s), else built.
+    """
+    if cache is None:
+        return build_wheel(root, folder)
+    kept = cache / wheel_key(root)
+    found = sorted(kept.glob("*.whl")) if kept.is_dir() else []
+    if not found:
+        built = build_wheel(root, Path(tempfile.mkdtemp(prefix="docexec-wheel-")))
+        kept.mkdir(parents=True, exist_ok=True)
+        os.replace(built, kept / built.name)  # whole or not at all, for a build beside
+        shutil.rmtree(built.parent, ignore_errors=True)
+        found = [kept / built.name]
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(found[0], folder / found[0].name))
+
+
 def build_wheel(root: Path, folder: Path) -> Path:
     """Build the project's wheel into ``folder``, leaving the checkout untouched.
 
@@ -130,16 +181,13 @@ def build_wheel(root: Path, folder: Path) -> Path:
     Raises:
         RuntimeError: The build failed; the message holds setuptools' output.
     """
-    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
-    readme = pyproject["project"].get("readme")
-    find = pyproject.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {})
-    sources = find.get("where", ["."])
+    readme, sources = _inputs(root)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="docexec-wheel-") as scratch:
         copy = Path(scratch) / "project"
         copy.mkdir()
         shutil.copy2(root / "pyproject.toml", copy / "pyproject.toml")
-        if isinstance(readme, str):
+        if readme:
             shutil.copy2(root / readme, copy / readme)
         for where in sources:
             if Path(where) in (Path("."), Path("")):
@@ -147,7 +195,7 @@ def build_wheel(root: Path, folder: Path) -> Path:
             shutil.copytree(
                 root / where,
                 copy / where,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
+                ignore=_SKIPPED,
             )
         out = Path(scratch) / "dist"
         result = subprocess.run(

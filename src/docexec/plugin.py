@@ -56,7 +56,7 @@ from docexec.export import (
 )
 from docexec.fences import Fence, FenceError, scan_fences, take_options
 from docexec.package import (
-    build_wheel,
+    cached_wheel,
     install_html,
     notebook_install_cell,
     reader_package,
@@ -378,7 +378,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             write_file(script.encode(), os.path.join(config.site_dir, path + ".py"))
         self.exports = {}
         if self.package:
-            build_wheel(self.root, Path(config.site_dir))
+            wheels = self.cache.folder / "wheels" if self.cache is not None else None
+            cached_wheel(self.root, Path(config.site_dir), wheels)
 
     def on_build_error(self, *, error):
         self._close(kill=True)
