@@ -190,15 +190,36 @@ def test_a_traceback_that_names_page_lines_reruns_when_they_move(tmp_path):
         lambda text: "not json at all",
         lambda text: json.dumps(dict(json.loads(text), format=0)),
         lambda text: json.dumps(dict(json.loads(text), blocks=[{"unexpected": 1}])),
+        lambda text: json.dumps(
+            dict(json.loads(text), blocks=[dict(json.loads(text)["blocks"][0], raised=5)])
+        ),
+        lambda text: json.dumps(
+            dict(json.loads(text), blocks=[dict(json.loads(text)["blocks"][0], output=None)])
+        ),
+        lambda text: json.dumps(dict(json.loads(text), files=[])),
+        lambda text: b"\xff\xfe not text",
     ],
-    ids=["truncated", "corrupt", "older-format", "wrong-shape"],
+    ids=[
+        "truncated",
+        "corrupt",
+        "older-format",
+        "wrong-shape",
+        "raised",
+        "output",
+        "files",
+        "bytes",
+    ],
 )
 def test_a_record_that_cannot_be_read_is_a_miss_said_once(tmp_path, damage):
     write_site(tmp_path)
     build_in_process(tmp_path)
     cold = site_bytes(tmp_path)
     record = tmp_path / ".cache/docexec/docs/plain.md.json"
-    record.write_text(damage(record.read_text()))
+    damaged = damage(record.read_text())
+    if isinstance(damaged, bytes):
+        record.write_bytes(damaged)
+    else:
+        record.write_text(damaged)
     result = build_in_process(tmp_path)
     assert ran(result) == {"docs/plain.md"}
     assert len(re.findall(r"docs/plain\.md: record .*; running the page", result.log)) == 1

@@ -147,6 +147,36 @@ class Record:
         return any(self.page in block.output for block in self.blocks)
 
 
+def _check_shape(record: Record) -> None:
+    """Raise ``TypeError`` unless every field holds what a build wrote there."""
+
+    def strings(mapping: object) -> bool:
+        return isinstance(mapping, dict) and all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
+        )
+
+    ok = (
+        isinstance(record.page, str)
+        and isinstance(record.fences, str)
+        and isinstance(record.environment, str)
+        and isinstance(record.lines, list)
+        and all(isinstance(line, int) for line in record.lines)
+        and strings(record.files)
+        and strings(record.environ)
+        and isinstance(record.seconds, (int, float))
+        and all(
+            isinstance(block.signature, dict)
+            and isinstance(block.line, int)
+            and isinstance(block.output, str)
+            and isinstance(block.raised, list)
+            and all(isinstance(index, int) for index in block.raised)
+            for block in record.blocks
+        )
+    )
+    if not ok:
+        raise TypeError("a field does not hold what a build writes")
+
+
 class CacheMiss(Exception):
     """Why a record was not used; logged only when the record could not be read."""
 
@@ -183,14 +213,16 @@ class ExecutionCache:
             text = path.read_text()
         except FileNotFoundError:
             raise CacheMiss("no record") from None
-        except OSError as error:
+        except (OSError, UnicodeDecodeError) as error:
             raise CacheMiss(f"record unreadable ({error})", unreadable=True) from None
         try:
             data = json.loads(text)
-            if data.get("format") != FORMAT:
-                raise CacheMiss(f"record of format {data.get('format')!r}", unreadable=True)
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                found = data.get("format") if isinstance(data, dict) else None
+                raise CacheMiss(f"record of format {found!r}", unreadable=True)
             data["blocks"] = [BlockRecord(**block) for block in data["blocks"]]
             record = Record(**data)
+            _check_shape(record)
         except CacheMiss:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as error:

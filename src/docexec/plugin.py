@@ -495,6 +495,18 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 )
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
+            try:
+                return run_block(source, session)
+            except ExampleError:
+                raise
+            except Exception as error:
+                # SuperFences would swallow it and publish the fence as text.
+                run_.close(kill=True)
+                raise ExampleError(
+                    f"{run_.path}:{fence}: docexec failed on this block: {error!r}"
+                ) from error
+
+        def run_block(source: str, session: str | None) -> str:
             source = self._as_written(run_, fence, source)
             parts = self._included_parts(run_, fence, source) if kind == "python" else ()
             block = Block(
