@@ -152,13 +152,20 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
 # Nothing outlives the page ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["failed", "timed out", "closed"])
+@pytest.mark.parametrize("how", ["failed", "timed out", "closed", "escaped"])
 def test_no_process_a_page_started_outlives_it(tmp_path, how):
     (tmp_path / "docs").mkdir()
-    marker = f"{7000 + len(how)}.{os.getpid()}"
+    marker = f"{7000 + len(how)}.{os.getpid() % 1000}"
     worker = PageWorker(tmp_path, PAGE, seed=0)
     start = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=False)"
-    if how == "failed":
+    if how == "escaped":  # a session of its own, and a grandchild left to init
+        escape = (
+            f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+            f"subprocess.run('setsid sleep {marker} >/dev/null 2>&1 &', shell=True)\n"
+            "import time\ntime.sleep(60)"
+        )
+        fails(worker, python(escape), timeout=2)
+    elif how == "failed":
         fails(worker, python(start + "\nraise ValueError"))
     elif how == "timed out":
         fails(worker, python(start + "\nimport time\ntime.sleep(60)"), timeout=1)

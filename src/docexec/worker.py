@@ -227,14 +227,43 @@ def _leftovers(before_children: set[int]) -> str:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the fork server (and so MkDocs) goes away."""
+    """Ask Linux to send SIGTERM when the fork server (and so MkDocs) goes away, and to
+    make this process the parent of every orphan among its descendants (a child that
+    double-forks or starts a session of its own), so that none escapes the page."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, children before their own children."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as file:
+                    children = [int(child) for child in file.read().split()]
+                found.extend(children)
+                todo.extend(children)
+    return found
+
+
+def end_tree(pid: int) -> None:
+    """Kill every process below ``pid`` (whatever its group or session), then ``pid``'s group."""
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _end_group(_signum: int = 0, _frame: object = None) -> None:
-    """End every process the page started, and this one: the page's process group."""
+    """End every process the page started, and this one."""
+    for child in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
@@ -660,6 +689,12 @@ class PageWorker:
         what they print is left in ``atexit_output``.
         """
         _LIVE.discard(self)
+        if self._process.pid is not None and self._process.is_alive():
+            # Before the page's process ends: its orphans are its children (it is their
+            # subreaper) only while it lives.
+            for child in descendants(self._process.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(child, signal.SIGKILL)
         if self._process.is_alive() and not kill:
             with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
@@ -672,8 +707,7 @@ class PageWorker:
             self._process.kill()
             self._process.join()
         # The page's process led its own group: end whatever it left behind.
-        with contextlib.suppress(OSError):
-            os.killpg(self._process.pid, signal.SIGKILL)
+        end_tree(self._process.pid)
         self._conn.close()
         shutil.rmtree(self.folder, ignore_errors=True)
         with contextlib.suppress(OSError):
