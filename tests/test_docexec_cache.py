@@ -307,3 +307,17 @@ def test_an_environment_variable_the_page_read_reruns_it_when_it_changes(tmp_pat
     assert ran(result) == {"docs/plain.md"}
     assert "($DOCEXEC_TEST_GREETING changed)" in result.log
     assert "'hello'" in page_text(tmp_path, "plain")
+
+
+def test_a_page_that_reads_its_own_line_numbers_reruns_when_they_move(tmp_path):
+    write_site(tmp_path)
+    page = tmp_path / "docs/plain.md"
+    page.write_text(
+        '# P\n\n```python exec="on" result="text"\nimport sys\n'
+        'print("at line", sys._getframe().f_lineno)\n```\n'
+    )
+    build_in_process(tmp_path)
+    assert "at line 5" in page_text(tmp_path, "plain")
+    page.write_text(page.read_text().replace("# P\n", "# P\n\nTwo more\nlines.\n"))
+    assert "docs/plain.md" in ran(build_in_process(tmp_path))
+    assert "at line 8" in page_text(tmp_path, "plain")

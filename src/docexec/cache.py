@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 #: Bumped whenever a record's meaning changes; older records are then misses.
-FORMAT = 2
+FORMAT = 3
 
 
 def digest(*parts: object) -> str:
@@ -139,12 +139,14 @@ class Record:
     blocks: list[BlockRecord]
     seconds: float
     environ: dict[str, str | None] = field(default_factory=dict)
+    reads_lines: bool = False
     format: int = FORMAT
 
     @property
     def line_sensitive(self) -> bool:
-        """Whether any output names the page (a traceback): its lines are then part of the key."""
-        return any(self.page in block.output for block in self.blocks)
+        """Whether the output can depend on the page's lines: an output names the page (a
+        traceback), or the page's code looked at stack frames, which know their lines."""
+        return self.reads_lines or any(self.page in block.output for block in self.blocks)
 
 
 def _check_shape(record: Record) -> None:
@@ -164,6 +166,7 @@ def _check_shape(record: Record) -> None:
         and strings(record.files)
         and strings(record.environ)
         and isinstance(record.seconds, (int, float))
+        and isinstance(record.reads_lines, bool)
         and all(
             isinstance(block.signature, dict)
             and isinstance(block.line, int)

@@ -199,6 +199,7 @@ class PageRun:
         records: Each block as the cache records it.
         files: Repository files the page's process read.
         environ: Environment variables it read, with their values.
+        reads_lines: Whether its code looked at stack frames (and so at page lines).
         why: Why its cache record was not used, for the log.
         seconds: Time spent running (or replaying) blocks.
     """
@@ -214,6 +215,7 @@ class PageRun:
     records: list[BlockRecord] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
     environ: dict[str, str | None] = field(default_factory=dict)
+    reads_lines: bool = False
     seconds: float = 0.0
     why: str = ""
 
@@ -339,6 +341,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                         blocks=run.records,
                         seconds=round(run.seconds, 3),
                         environ=run.environ,
+                        reads_lines=run.reads_lines,
                     )
                 )
         export = self._page_export(page, run)
@@ -594,4 +597,5 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         run.files.update(result.files)
         for name, value in result.environ.items():
             run.environ.setdefault(name, value)
+        run.reads_lines = run.reads_lines or result.reads_lines
         return result.output, list(result.raised)

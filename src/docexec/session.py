@@ -60,6 +60,8 @@ class BlockResult:
     """Repository files the process read while the block ran (see ``worker.ReadFiles``)."""
     environ: dict[str, str | None] = field(default_factory=dict)
     """Environment variables the block read, with their values (see ``worker.ReadFiles``)."""
+    reads_lines: bool = False
+    """Whether the block's code looked at stack frames, which know its page lines."""
     inputs: list[tuple[int, int]] = field(default_factory=list)
     """Where ``output`` echoes the author's input lines (``pycon``), as ``(start, end)``."""
 

@@ -119,6 +119,12 @@ def seed_everything(seed: int) -> None:
 #: Audit events after which the process may die at once: the caller's line is noted.
 _SIGNALLING = frozenset({"os.kill", "os.killpg", "signal.pthread_kill", "os.abort"})
 
+#: This package's folder: code that runs in a page's process but is not the page's.
+_DOCEXEC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+#: Audit events of a look at the stack, whose frames know their line numbers.
+_FRAMES = frozenset({"sys._getframe", "sys._current_frames"})
+
 #: Set per block by docexec itself, so never a dependency of a page's output.
 UNTRACKED_ENVIRON = frozenset({"COLUMNS", "DOCEXEC_ROOT"})
 
@@ -302,6 +308,8 @@ class ReadFiles:
         self.found: set[str] = set()
         self.listed: set[str] = set()
         self.environ: dict[str, str | None] = {}
+        self.reads_lines = False
+        self._busy = False
         self._modules: dict[str, object] = {}
         sys.addaudithook(self._hook)
         # Environment variables are read without an audit event: note them where
@@ -319,7 +327,11 @@ class ReadFiles:
         }
 
         def by_the_page() -> bool:
-            frame = sys._getframe(2)
+            self._busy = True  # this look at the stack is docexec's, not the page's
+            try:
+                frame = sys._getframe(2)
+            finally:
+                self._busy = False
             while frame is not None and frame.f_code.co_filename in plumbing:
                 frame = frame.f_back
             return frame is not None and self.owns(frame.f_code.co_filename)
@@ -349,8 +361,26 @@ class ReadFiles:
         environ_class.__setitem__ = noted_setitem
 
     def _hook(self, event: str, args: tuple) -> None:
+        if self._busy:
+            return
+        if event in _FRAMES and not self.reads_lines:
+            # The page's code looks at frames (their line numbers), itself or through
+            # inspect or traceback: then the lines its blocks stand on are part of what
+            # it printed. A library deeper down that looks at its own frames is not.
+            self._busy = True
+            try:
+                frame, depth = sys._getframe(1), 0
+                while frame is not None and depth < 2 and not self.reads_lines:
+                    self.reads_lines = self.owns(frame.f_code.co_filename)
+                    frame, depth = frame.f_back, depth + 1
+            finally:
+                self._busy = False
         if event in _SIGNALLING and (running := RunningLine.current) is not None:
-            running.note(sys._getframe(1))
+            self._busy = True
+            try:
+                running.note(sys._getframe(1))
+            finally:
+                self._busy = False
         listing = event in self._LISTINGS
         if (event == "open" or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
             self._note(args[0], self.listed if listing else self.found)
@@ -365,7 +395,11 @@ class ReadFiles:
             filename = os.path.join(self.root, filename)
             if not os.path.isfile(filename):
                 return False
-        return filename.startswith(self.root) and not filename.startswith(self.skip)
+        return (
+            filename.startswith(self.root)
+            and not filename.startswith(self.skip)
+            and not filename.startswith(_DOCEXEC)  # docexec's own code is not the page's
+        )
 
     def _note(self, path, into: set[str]) -> None:
         try:
@@ -525,6 +559,7 @@ def serve(
         result.error = scrub(result.error)
         result.files = read.take()
         result.environ = read.take_environ()
+        result.reads_lines, read.reads_lines = read.reads_lines, False
         conn.send(("done", result))
 
 
