@@ -495,7 +495,7 @@ def test_an_error_in_an_included_file_names_that_file_and_line(tmp_path):
     result = build_with_snippets(tmp_path, INCLUDING_PAGE.format(last=""), included)
     assert result.returncode != 0
     assert (
-        "docs/examples/compute.py:2 (included at docs/index.md:3): ZeroDivisionError"
+        "docs/examples/compute.py:2 (included at docs/index.md:5): ZeroDivisionError"
         in result.stderr
     )
 
@@ -586,7 +586,7 @@ def test_an_error_in_a_line_range_include_names_the_file_line(tmp_path):
     result = build_with_snippets(tmp_path, page, included)
     assert result.returncode != 0
     assert (
-        "docs/examples/compute.py:4 (included at docs/index.md:3): ZeroDivisionError"
+        "docs/examples/compute.py:4 (included at docs/index.md:5): ZeroDivisionError"
         in result.stderr
     )
 

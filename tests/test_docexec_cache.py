@@ -10,6 +10,7 @@ import json
 import os
 import py_compile
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -321,3 +322,33 @@ def test_a_page_that_reads_its_own_line_numbers_reruns_when_they_move(tmp_path):
     page.write_text(page.read_text().replace("# P\n", "# P\n\nTwo more\nlines.\n"))
     assert "docs/plain.md" in ran(build_in_process(tmp_path))
     assert "at line 8" in page_text(tmp_path, "plain")
+
+
+def test_what_a_page_reads_without_python_s_open_still_reruns_it(tmp_path):
+    """A failed optional import (its folder's names), an environment variable read as
+    bytes, and an SQLite database."""
+    write_site(tmp_path)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    sqlite3.connect(tmp_path / "data.db").executescript(
+        "create table t (v); insert into t values (1);"
+    )
+    (tmp_path / "docs/plain.md").write_text(
+        '```python exec="on" result="text"\nimport os, sqlite3, sys\n'
+        'root = os.environ["DOCEXEC_ROOT"]\nsys.path.insert(0, root)\n'
+        "try:\n    import pkg.extra\n    print('extra')\nexcept ImportError:\n    print('no extra')\n"
+        'print(os.environb.get(b"DOCEXEC_TEST_BYTES"))\n'
+        'print(sqlite3.connect(os.path.join(root, "data.db")).execute("select v from t").fetchall())\n'
+        "```\n"
+    )
+    build_in_process(tmp_path)
+    assert runs(build_in_process(tmp_path))["docs/plain.md"] == "reused"
+    (tmp_path / "pkg" / "extra.py").write_text("")
+    assert "docs/plain.md" in ran(build_in_process(tmp_path))
+    assert "extra" in page_text(tmp_path, "plain")
+    assert "docs/plain.md" in ran(build_in_process(tmp_path, {"DOCEXEC_TEST_BYTES": "x"}))
+    assert "b'x'" in page_text(tmp_path, "plain")
+    with sqlite3.connect(tmp_path / "data.db") as db:
+        db.execute("update t set v = 2")
+    assert "docs/plain.md" in ran(build_in_process(tmp_path, {"DOCEXEC_TEST_BYTES": "x"}))
+    assert "[(2,)]" in page_text(tmp_path, "plain")

@@ -96,7 +96,14 @@ def fingerprint(path: Path) -> str | None:
     """The state of a file or folder a page read: its content, its listing, or absence."""
     try:
         if path.is_dir():
-            return "dir:" + digest(sorted(os.listdir(path)))
+            # An editor's swap and backup files (.name.swp, .#name, name~) and bytecode
+            # come and go as an author works; they say nothing about a page.
+            names = sorted(
+                name
+                for name in os.listdir(path)
+                if not name.startswith(".") and not name.endswith("~") and name != "__pycache__"
+            )
+            return "dir:" + digest(names)
         return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:32]
     except FileNotFoundError:
         return None

@@ -538,6 +538,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
         return base_format(language=kind, run=run, **kwargs)
 
+    def _include_line(self, run: PageRun, fence: int, path: str) -> int:
+        """The page line of the fence's ``--8<--`` that includes ``path`` (else the fence's)."""
+        span = next((f for f in run.fences if f.line == fence), None)
+        for offset, raw in enumerate(run.lines[span.first + 1 : span.last] if span else []):
+            match = SNIPPET.match(raw.lstrip(" >"))
+            found = read_snippet(match["path"], self.snippet_paths) if match else None
+            if found and found[0].resolve() == (self.root / path).resolve():
+                return fence + 1 + offset
+        return fence
+
     def _as_written(self, run: PageRun, fence: int, source: str) -> str:
         """The block's code as the page has it: Markdown expands tabs before a formatter sees it.
 
@@ -585,7 +595,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             run.close(kill=True)
             where = f"{run.path}:{failure.line if failure.line > 0 else block.first_line}"
             if failure.path:
-                where = f"{failure.path}:{failure.line} (included at {run.path}:{fence})"
+                at = self._include_line(run, fence, failure.path)
+                where = f"{failure.path}:{failure.line} (included at {run.path}:{at})"
             raise ExampleError(f"{where}: {failure}") from None
         except Exception as error:
             # SuperFences would swallow anything but an ExampleError and show the

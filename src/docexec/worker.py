@@ -126,7 +126,7 @@ _DOCEXEC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 _FRAMES = frozenset({"sys._getframe", "sys._current_frames"})
 
 #: Set per block by docexec itself, so never a dependency of a page's output.
-UNTRACKED_ENVIRON = frozenset({"COLUMNS", "DOCEXEC_ROOT"})
+UNTRACKED_ENVIRON = frozenset({"DOCEXEC_ROOT"})
 
 
 def _raise_stop(_signum: int, _frame: object) -> None:
@@ -288,9 +288,8 @@ class ReadFiles:
     source file of every module imported since (a module whose bytecode is cached
     opens only its ``.pyc``). Only paths inside the repository count, outside its
     virtual environment and ``__pycache__`` folders: installed distributions are
-    keyed by version instead. The folders the import system lists to find modules
-    (``sys.path`` entries and packages) are left out: an editor's swap file there
-    says nothing about the page, and the modules themselves are counted.
+    keyed by version instead. A folder counts by the names in it (see
+    ``cache.fingerprint``), so a module added where an import failed reruns the page.
 
     Args:
         root: The repository root.
@@ -309,6 +308,7 @@ class ReadFiles:
         self.listed: set[str] = set()
         self.environ: dict[str, str | None] = {}
         self.reads_lines = False
+        self.untracked: set[str] = set()
         self._busy = False
         self._modules: dict[str, object] = {}
         sys.addaudithook(self._hook)
@@ -336,25 +336,36 @@ class ReadFiles:
                 frame = frame.f_back
             return frame is not None and self.owns(frame.f_code.co_filename)
 
+        def name_of(environ, key) -> str | None:
+            """The variable's name, read through os.environ or os.environb."""
+            if environ is os.environ:
+                return key
+            if environ is getattr(os, "environb", None) and isinstance(key, bytes):
+                return os.fsdecode(key)
+            return None
+
         def noted_getitem(environ, key):
+            name = name_of(environ, key)
             if (
-                environ is not os.environ
-                or key in UNTRACKED_ENVIRON
-                or key in written
+                name is None
+                or name in UNTRACKED_ENVIRON
+                or name in self.untracked
+                or name in written
                 or not by_the_page()
             ):
                 return getitem(environ, key)
             try:
                 value = getitem(environ, key)
             except KeyError:
-                reads.setdefault(key, None)
+                reads.setdefault(name, None)
                 raise
-            reads.setdefault(key, value)
+            reads.setdefault(name, os.fsdecode(value) if isinstance(value, bytes) else value)
             return value
 
         def noted_setitem(environ, key, value):
-            if environ is os.environ:
-                written.add(key)
+            name = name_of(environ, key)
+            if name is not None and not self._busy:
+                written.add(name)
             setitem(environ, key, value)
 
         environ_class.__getitem__ = noted_getitem
@@ -382,7 +393,8 @@ class ReadFiles:
             finally:
                 self._busy = False
         listing = event in self._LISTINGS
-        if (event == "open" or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        opens = event in ("open", "sqlite3.connect")
+        if (opens or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
             self._note(args[0], self.listed if listing else self.found)
 
     def owns(self, filename: str) -> bool:
@@ -415,20 +427,13 @@ class ReadFiles:
 
     def take(self) -> list[str]:
         """What was read since the last call, as paths relative to the root."""
-        import_dirs: set[str] = set()
-        for path in sys.path:
-            self._note(path or ".", import_dirs)
         for name, module in list(sys.modules.items()):
-            folders = getattr(module, "__path__", None)
-            if isinstance(folders, list):  # a package; not torch's odd namespaces
-                for folder in folders:
-                    self._note(folder, import_dirs)
             if self._modules.get(name) is not module:
                 self._modules[name] = module
                 file = getattr(module, "__file__", None)
                 if isinstance(file, str) and os.path.isabs(file):
                     self._note(file, self.found)
-        found = self.found | (self.listed - import_dirs)
+        found = self.found | self.listed
         self.found, self.listed = set(), set()
         return sorted(found)
 
@@ -475,6 +480,7 @@ def serve(
     signal.signal(signal.SIGUSR1, _raise_stop)
     multiprocessing.set_start_method("fork", force=True)
     os.environ["DOCEXEC_ROOT"] = root
+    sys.dont_write_bytecode = True  # no __pycache__ in the checkout from a page's imports
     os.chdir(folder)
     tempfile.gettempdir()  # reads TMPDIR and friends once, before the page's reads count
     faulthandler.enable(open(crash_file, "w"))  # noqa: SIM115 - open until the process ends
@@ -497,12 +503,17 @@ def serve(
                 conn.send(("closed", scrub(capture_output(atexit._run_exitfuncs))))
             return
         os.chdir(os.path.join(root, block.workdir) if block.workdir else folder)
+        # COLUMNS is the build's, unless the block says width= (then it is the block's,
+        # in its signature, and not a dependency of the page).
+        read._busy = True
         if block.width:
             os.environ["COLUMNS"] = str(block.width)
         elif columns is None:
             os.environ.pop("COLUMNS", None)
         else:
             os.environ["COLUMNS"] = columns
+        read._busy = False
+        read.untracked = {"COLUMNS"} if block.width else set()
         # A python block's running line is sampled; a pycon block reports each input.
         line.value = block.first_line if block.kind == "python" else 0
         running.active = block.kind == "python"
