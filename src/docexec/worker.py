@@ -181,13 +181,8 @@ class RunningLine:
 
 def _children() -> set[int]:
     """This process's live child processes (zombies, which have ended, left out)."""
-    found = set()
-    with contextlib.suppress(OSError):
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children") as file:
-                found.update(int(pid) for pid in file.read().split())
     alive = set()
-    for pid in found:
+    for pid in _child_pids(os.getpid()):
         try:
             with open(f"/proc/{pid}/stat") as file:
                 state = file.read().rsplit(")", 1)[1].split()[0]
@@ -242,36 +237,43 @@ def _die_with_parent() -> None:
         libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
 
 
+def _child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (any of its threads), as Linux lists them."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                found.extend(int(child) for child in file.read().split())
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid``, children before their own children."""
     found, todo = [], [pid]
     while todo:
-        parent = todo.pop()
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{parent}/task"):
-                with open(f"/proc/{parent}/task/{task}/children") as file:
-                    children = [int(child) for child in file.read().split()]
-                found.extend(children)
-                todo.extend(children)
+        children = _child_pids(todo.pop())
+        found.extend(children)
+        todo.extend(children)
     return found
 
 
-def end_tree(pid: int) -> None:
-    """Kill every process below ``pid`` (whatever its group or session), then ``pid``'s group."""
+def kill_below(pid: int) -> None:
+    """Kill every process below ``pid``, whatever its group or session."""
     for child in descendants(pid):
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
+
+
+def end_tree(pid: int) -> None:
+    """Kill every process below ``pid``, then ``pid``'s process group (it leads one)."""
+    kill_below(pid)
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
 
 
 def _end_group(_signum: int = 0, _frame: object = None) -> None:
     """End every process the page started, and this one."""
-    for child in descendants(os.getpid()):
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+    end_tree(os.getpid())
 
 
 def _default_sigterm_in_child() -> None:
@@ -738,9 +740,7 @@ class PageWorker:
         if self._process.pid is not None and self._process.is_alive():
             # Before the page's process ends: its orphans are its children (it is their
             # subreaper) only while it lives.
-            for child in descendants(self._process.pid):
-                with contextlib.suppress(OSError):
-                    os.kill(child, signal.SIGKILL)
+            kill_below(self._process.pid)
         if self._process.is_alive() and not kill:
             with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
