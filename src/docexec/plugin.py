@@ -200,6 +200,7 @@ class PageRun:
         files: Repository files the page's process read.
         environ: Environment variables it read, with their values.
         reads_lines: Whether its code looked at stack frames (and so at page lines).
+        includes: The page line of each ``--8<--`` in a block, by (fence line, file).
         why: Why its cache record was not used, for the log.
         seconds: Time spent running (or replaying) blocks.
     """
@@ -216,6 +217,7 @@ class PageRun:
     files: set[str] = field(default_factory=set)
     environ: dict[str, str | None] = field(default_factory=dict)
     reads_lines: bool = False
+    includes: dict[tuple[int, str], int] = field(default_factory=dict)
     seconds: float = 0.0
     why: str = ""
 
@@ -428,6 +430,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             except ValueError:
                 return ()
             parts.append((path, first_line, included))
+            run.includes[(fence, path)] = fence + 1 + offset
         if pending:
             parts.append((run.path, start, "\n".join(pending)))
         if all(path == run.path for path, _line, _text in parts):
@@ -538,16 +541,6 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
         return base_format(language=kind, run=run, **kwargs)
 
-    def _include_line(self, run: PageRun, fence: int, path: str) -> int:
-        """The page line of the fence's ``--8<--`` that includes ``path`` (else the fence's)."""
-        span = next((f for f in run.fences if f.line == fence), None)
-        for offset, raw in enumerate(run.lines[span.first + 1 : span.last] if span else []):
-            match = SNIPPET.match(raw.lstrip(" >"))
-            found = read_snippet(match["path"], self.snippet_paths) if match else None
-            if found and found[0].resolve() == (self.root / path).resolve():
-                return fence + 1 + offset
-        return fence
-
     def _as_written(self, run: PageRun, fence: int, source: str) -> str:
         """The block's code as the page has it: Markdown expands tabs before a formatter sees it.
 
@@ -595,7 +588,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             run.close(kill=True)
             where = f"{run.path}:{failure.line if failure.line > 0 else block.first_line}"
             if failure.path:
-                at = self._include_line(run, fence, failure.path)
+                at = run.includes.get((fence, failure.path), fence)
                 where = f"{failure.path}:{failure.line} (included at {run.path}:{at})"
             raise ExampleError(f"{where}: {failure}") from None
         except Exception as error:
