@@ -92,6 +92,25 @@ def _environment_key(seed: int) -> str:
     )
 
 
+def write_atomically(path: Path, text: str, prefix: str) -> None:
+    """Write ``text`` to a temporary file (``prefix``…) beside ``path``, then rename it.
+
+    A reader sees the whole old file or the whole new one; a folder that cannot be
+    written is no error (what would have been kept is only lost).
+    """
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+        try:
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
+            os.replace(scratch, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)
+            raise
+
+
 def fingerprint(path: Path) -> str | None:
     """The state of a file or folder a page read: its content, its listing, or absence."""
     try:
@@ -253,19 +272,8 @@ class ExecutionCache:
 
     def store(self, record: Record) -> None:
         """Write ``record`` atomically; a folder that cannot be written is no error."""
-        path = self.path_for(record.page)
         text = json.dumps(asdict(record), sort_keys=True, indent=1)
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=".record-")
-            try:
-                with os.fdopen(handle, "w") as file:
-                    file.write(text)
-                os.replace(scratch, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(scratch)
-                raise
+        write_atomically(self.path_for(record.page), text, prefix=".record-")
 
     def record_files(self, names: set[str]) -> dict[str, str | None]:
         """The fingerprint of each of ``names`` (relative to the root) now."""

@@ -14,6 +14,7 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -28,7 +29,8 @@ from typing import Any
 
 import markdown_exec
 import yaml
-from markdown_exec import base_format, code_block
+from markdown_exec import InsertHeadings, MarkdownConverter, base_format, code_block
+from markupsafe import Markup
 from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
@@ -55,6 +57,14 @@ from docexec.export import (
     to_script,
 )
 from docexec.fences import Fence, FenceError, scan_fences, take_options
+from docexec.memo import (
+    BlockHtml,
+    SearchEntries,
+    block_key,
+    jinja_cache,
+    markdown_fingerprint,
+    poll_quickly,
+)
 from docexec.package import (
     cached_wheel,
     install_html,
@@ -146,6 +156,14 @@ def _docstring_place(md, code: str, root: Path) -> str:
     return f"{shown}:{line}"
 
 
+def _reported_headings(md) -> dict:
+    """markdown-exec's record of the headings each output put in the page's table of contents."""
+    processors = getattr(md, "treeprocessors", None)
+    if processors is None or InsertHeadings.name not in processors:
+        return {}
+    return getattr(processors[InsertHeadings.name], "headings", {})
+
+
 def _nonblank(text: str) -> list[str]:
     return [line for line in text.split("\n") if line.strip()]
 
@@ -193,6 +211,7 @@ class PageRun:
         fences: Its executable fences, in order.
         key: The key of those fences' text, included files expanded.
         replay: The cache record being replayed, while it still fits.
+        html: What its blocks rendered to last time (see :mod:`docexec.memo`).
         worker: The page's example process, once a block had to run.
         sent: The blocks run or replayed so far, to bring a worker up to date.
         blocks: What each block was, for the notebook and script, by fence line.
@@ -210,6 +229,7 @@ class PageRun:
     fences: list[Fence]
     key: str
     replay: Record | None = None
+    html: BlockHtml | None = None
     worker: PageWorker | None = None
     sent: list[tuple[Block, float]] = field(default_factory=list)
     blocks: dict[int, ExecutedBlock] = field(default_factory=dict)
@@ -283,7 +303,40 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             self.cache = ExecutionCache(
                 self.root, self.root / self.config.cache_dir, environment_key(self.config.seed)
             )
+        self.search: SearchEntries | None = None
         return config
+
+    # Memories beside the execution cache (see docexec.memo) -----------------
+
+    def on_pre_build(self, *, config):
+        # markdown-exec numbers the ids in blocks' HTML from 0 in each build, but sets
+        # its count back only after a build that succeeded: after one that failed
+        # under `mkdocs serve`, the next would number them differently.
+        MarkdownConverter.counter = 0
+        if self.cache is None:
+            return
+        # Every plugin has configured itself (mkdocstrings has added its extension).
+        self.markdown_key = markdown_fingerprint(config, self.cache.environment)
+        search = SearchEntries(self.cache.folder / "search.json")
+        for plugin in config.plugins.values():
+            if search.attach(getattr(plugin, "search_index", None)):
+                self.search = search
+        mkdocstrings = config.plugins.get("mkdocstrings")
+        for name in getattr(mkdocstrings, "config", {}).get("handlers") or {}:
+            with contextlib.suppress(Exception):  # its own error, when it renders
+                handler = mkdocstrings.get_handler(name)
+                handler.env.bytecode_cache = jinja_cache(
+                    self.cache.folder, self.cache.environment, f"mkdocstrings-{name}"
+                )
+
+    def on_env(self, env, *, config, files):
+        if self.cache is not None:
+            env.bytecode_cache = jinja_cache(self.cache.folder, self.cache.environment, "theme")
+        return env
+
+    def on_serve(self, server, *, config, builder):
+        poll_quickly(server)
+        return server
 
     # Pages ------------------------------------------------------------------
 
@@ -311,6 +364,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         )
         self.page = PageRun(path, lines, fences, key)
         if fences and self.cache is not None:
+            self.page.html = BlockHtml(self.cache.folder / f"{path}.html.json")
             try:
                 self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
             except CacheMiss as miss:
@@ -346,6 +400,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                         reads_lines=run.reads_lines,
                     )
                 )
+        if run.html is not None:
+            run.html.save()
         export = self._page_export(page, run)
         stem = Path(page.file.src_uri).stem
         folder = Path(page.file.dest_uri).parent
@@ -373,6 +429,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     def on_post_build(self, *, config):
         self._close()
+        if self.search is not None:
+            self.search.save()
         for path, (_stem, export) in sorted(self.exports.items()):
             stamp = f"Generated from the page of the same name; its outputs were built with {self.stamp}."
             notebook = to_notebook(
@@ -500,6 +558,45 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                     f"{run_.path}:{fence}: workdir={options.workdir!r} is no folder of {self.root}"
                 )
 
+        def block_for(source: str, session: str | None) -> Block:
+            source = self._as_written(run_, fence, source)
+            parts = self._included_parts(run_, fence, source) if kind == "python" else ()
+            return Block(
+                kind,
+                source,
+                session or "",
+                fence + 1,
+                options.raises,
+                options.workdir,
+                parts,
+                options.width,
+            )
+
+        def account(block: Block, output: str, raised: list[int], started: float) -> None:
+            run_.seconds += time.perf_counter() - started
+            run_.sent.append((block, options.timeout))
+            run_.blocks[block.first_line] = ExecutedBlock(
+                kind, block.source, options.raises, raised, renders
+            )
+            run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
+
+        # A replayed block whose HTML is remembered is not rendered again. markdown-exec
+        # numbers the ids in the HTML it renders (exec-N--) with a count of what it
+        # rendered before in the build: that count is part of the key, and moves on
+        # as if the block had been rendered.
+        started = time.perf_counter()
+        count = MarkdownConverter.counter
+        block = block_for(kwargs["code"], kwargs.get("session"))
+        recorded = self._recorded(run_, block)
+        key = recorded and block_key(self.markdown_key, count, kind, kwargs, *recorded)
+        if key and run_.html is not None and (remembered := run_.html.get(key)) is not None:
+            html, conversions = remembered
+            run_.html.put(key, remembered)
+            MarkdownConverter.counter += conversions
+            account(block, *recorded, started)
+            return Markup(html)  # noqa: S704 - HTML this very formatter made
+        ran: list = []
+
         def run(source: str, session: str | None = None, **_: Any) -> str:
             try:
                 return run_block(source, session)
@@ -513,33 +610,27 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 ) from error
 
         def run_block(source: str, session: str | None) -> str:
-            source = self._as_written(run_, fence, source)
-            parts = self._included_parts(run_, fence, source) if kind == "python" else ()
-            block = Block(
-                kind,
-                source,
-                session or "",
-                fence + 1,
-                options.raises,
-                options.workdir,
-                parts,
-                options.width,
-            )
+            block = block_for(source, session)
             started = time.perf_counter()
             output, raised = self._replayed(run_, block)
             if output is None:
                 output, raised = self._run(run_, block, options.timeout)
-            run_.seconds += time.perf_counter() - started
-            run_.sent.append((block, options.timeout))
-            run_.blocks[block.first_line] = ExecutedBlock(
-                kind, source, options.raises, raised, renders
-            )
-            run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
+            account(block, output, raised, started)
+            ran[:] = [output, raised]
             if kind == "pycon":
                 return code_block("pycon", output, **shown)
             return output
 
-        return base_format(language=kind, run=run, **kwargs)
+        headings = _reported_headings(kwargs["md"])
+        before = dict(headings)
+        html = base_format(language=kind, run=run, **kwargs)
+        # Headings in an output go to the page's table of contents as well as into
+        # its HTML: such a block is always rendered.
+        added = any(found for at, found in headings.items() if before.get(at) is not found)
+        if ran and run_.html is not None and not added:
+            key = block_key(self.markdown_key, count, kind, kwargs, *ran)
+            run_.html.put(key, [str(html), MarkdownConverter.counter - count])
+        return html
 
     def _as_written(self, run: PageRun, fence: int, source: str) -> str:
         """The block's code as the page has it: Markdown expands tabs before a formatter sees it.
@@ -560,18 +651,28 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         )
         return written if expanded == source and written != source else source
 
-    def _replayed(self, run: PageRun, block: Block) -> tuple[str | None, list[int]]:
-        """The block's recorded output, while the page's record still fits it."""
+    def _recorded(self, run: PageRun, block: Block) -> tuple[str, list[int]] | None:
+        """The output and exceptions ``block`` will replay, or ``None`` if it will run."""
         record = run.replay
         if record is None or run.worker is not None:
-            return None, []
+            return None
         index = len(run.sent)
         if index < len(record.blocks) and record.blocks[index].signature == block.signature():
-            recorded = record.blocks[index]
-            return recorded.output, list(recorded.raised)
+            return record.blocks[index].output, list(record.blocks[index].raised)
+        return None
+
+    def _replayed(self, run: PageRun, block: Block) -> tuple[str | None, list[int]]:
+        """The block's recorded output, while the page's record still fits it."""
+        if run.replay is None or run.worker is not None:
+            return None, []
+        recorded = self._recorded(run, block)
+        if recorded is not None:
+            return recorded
         # The record does not fit after all (the fences' text matched, what they ran
         # did not): run the page from here, after replaying its earlier blocks for real.
-        log.info(f"{run.path}: the record does not match block {index + 1}; running the page")
+        log.info(
+            f"{run.path}: the record does not match block {len(run.sent) + 1}; running the page"
+        )
         run.replay = None
         for earlier, timeout in run.sent:
             self._run(run, earlier, timeout)
