@@ -222,9 +222,9 @@ def test_the_deploy_gate_checker_sees_an_ungated_deploy():
 CACHE_KEY_PARTS = {
     ".venv": [
         "steps.python.outputs.python-version",
-        "hashFiles('requirements.lock', 'pyproject.toml')",
+        "hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml')",
     ],
-    "~/.cache/ms-playwright": ["hashFiles('requirements.lock')"],
+    "~/.cache/ms-playwright": ["hashFiles('requirements.txt')"],
     ".cache/docexec": ["github.sha"],
 }
 
@@ -273,7 +273,7 @@ def test_the_cache_checker_sees_the_old_shared_pip_cache_and_a_stale_key():
     assert cache_problems(workflows) == [
         "ci.yml lint: setup-python's cache (one key for every job)",
         "ci.yml test: the .venv cache key lacks ['steps.python.outputs.python-version', "
-        "\"hashFiles('requirements.lock', 'pyproject.toml')\"]",
+        "\"hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml')\"]",
     ]
 
 
@@ -304,7 +304,8 @@ def test_torch_comes_from_the_makefiles_cpu_index():
         return result.stdout
 
     default = setup_commands()
-    assert "--require-hashes --requirement requirements.lock" in default
+    hashed = "--require-hashes --requirement requirements.txt --requirement requirements-build.txt"
+    assert hashed in default
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in default
     assert "--extra-index-url" not in setup_commands("TORCH_INDEX=")
     # No workflow installs torch by hand: make does, from the same index.
