@@ -20,6 +20,7 @@ pins actions/upload-artifact by SHA, to v7.0.0's commit, bbbca2dd).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import runpy
 import subprocess
@@ -331,12 +332,69 @@ def test_health_is_weekly_and_can_block_nothing():
         assert not set(job.get("needs", [])) & set(jobs)
 
 
+def lock_files() -> list[str]:
+    """The Makefile's LOCK: what `make setup` installs with hashes (see tests/test_lock.py)."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "print-LOCK"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+def dependabot_lock_problems(config: dict, lock: list[str]) -> list[str]:
+    """How a lock file could fall outside Dependabot's weekly pip updates.
+
+    Dependabot's pip updates read the ``.txt`` and ``.in`` files in an entry's directory
+    and in its direct subfolders (shared_file_fetcher.rb in dependabot-core);
+    tests/test_lock.py checks that each lock file is one they recompile as `make lock` does.
+    """
+    problems = []
+    for name in lock:
+        folder = Path("/", name).parent
+        covering = [
+            update
+            for update in config["updates"]
+            if update["package-ecosystem"] == "pip"
+            and update.get("schedule", {}).get("interval") == "weekly"
+            and any(
+                Path(directory) in (folder, folder.parent)
+                for directory in update.get("directories") or [update["directory"]]
+            )
+            and not any(fnmatch.fnmatch(name, p) for p in update.get("exclude-paths", []))
+        ]
+        if not covering:
+            problems.append(f"{name}: no weekly pip update reads it")
+    return problems
+
+
 def test_dependabot_updates_actions_and_python_weekly():
     config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
     updates = {update["package-ecosystem"]: update for update in config["updates"]}
     assert set(updates) == {"github-actions", "pip"}
     for update in updates.values():
         assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+    assert lock_files() == ["requirements.txt", "requirements-build.txt"]
+    assert dependabot_lock_problems(config, lock_files()) == []
+
+
+def test_the_dependabot_checker_sees_a_lock_it_does_not_read():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    pip = next(update for update in config["updates"] if update["package-ecosystem"] == "pip")
+    lock = ["requirements.txt", "locks/deep/requirements-build.txt"]
+    assert dependabot_lock_problems(config, lock) == [
+        "locks/deep/requirements-build.txt: no weekly pip update reads it"
+    ]
+    pip["exclude-paths"] = ["requirements*.txt"]
+    assert dependabot_lock_problems(config, lock[:1]) == [
+        "requirements.txt: no weekly pip update reads it"
+    ]
+    config["updates"].remove(pip)
+    assert dependabot_lock_problems(config, lock[:1]) == [
+        "requirements.txt: no weekly pip update reads it"
+    ]
 
 
 def load_health_script(name: str) -> dict:
