@@ -16,6 +16,16 @@ the same weekly), read the tags in each action's own repository, never a copy::
 both as ``vX.Y.Z`` and ``vX.Y.Z^{}``.) Then check a composite action's own ``uses:`` at
 that commit: ``git --git-dir=... show <sha>:action.yml`` (upload-pages-artifact v5.0.0
 pins actions/upload-artifact by SHA, to v7.0.0's commit, bbbca2dd).
+
+The pins were last checked that way against snapshots of the actions' repositories that
+stop at different dates, and each is the commit of the newest tag of its major line in
+its snapshot. Four snapshots are older than releases known from the actions' release
+notes: configure-pages (the snapshot ends 2024-10-07, at v5.0.0; v6.0.0, on Node 24,
+is out), deploy-pages (ends 2026-04-25, at v5.0.0; v5.0.1 is out), upload-artifact
+(ends 2026-03-01, at v7.0.0; v7.0.1 is out) and cache (ends 2026-05-20, at v5.0.5; a
+v6 line is out). Those four stay at the newest tag their snapshot holds until they are
+re-resolved from the live repository as above, or taken from Dependabot's weekly pull
+request, which resolves tags there: a commit named anywhere else is never pinned.
 """
 
 from __future__ import annotations
