@@ -29,13 +29,15 @@ export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
 
 setup: $(STAMP)
 
-# Everything but torch comes hash-checked from requirements.lock; then the project
-# itself, editable, whose only other requirement, torch (pinned in pyproject.toml),
-# comes from TORCH_INDEX or PyPI. Built with the locked setuptools (no isolation), so
-# nothing unlocked is installed; `pip check` fails on a lock that no longer fits.
-$(STAMP): pyproject.toml requirements.lock
+# Everything but torch comes hash-checked from the lock (LOCK: requirements.txt, and the
+# build backend in requirements-build.txt); then the project itself, editable, whose only
+# other requirement, torch (pinned in pyproject.toml), comes from TORCH_INDEX or PyPI.
+# Built with the locked setuptools (no isolation), so nothing unlocked is installed;
+# `pip check` fails on a lock that no longer fits.
+LOCK := requirements.txt requirements-build.txt
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --require-hashes --requirement requirements.lock
+	$(PIP) install --quiet --require-hashes $(addprefix --requirement ,$(LOCK))
 	$(PIP) install --quiet $(TORCH_INDEX_ARGS) $(if $(TORCH_INDEX),--retries 1) \
 		--no-build-isolation --editable '.[docs,test]'
 	$(PIP) check
@@ -69,20 +71,27 @@ lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
-# Rewrite requirements.lock with pip-compile (pip-tools), run from a venv of its own so
-# it adds nothing to .venv: every package `make setup` installs, with the hashes of all
-# their files on the index, the build backend (setuptools) included. torch is left out
-# (its wheel, and so its hash, depends on the index), but not its requirements; resolved
-# against TORCH_INDEX, so they are the CPU build's (no nvidia-* packages).
+# Rewrite the lock with pip-compile (pip-tools), run from a venv of its own so it adds
+# nothing to .venv: every package `make setup` installs, with the hashes of all their
+# files on the index. scripts/lock-inputs first writes pyproject.toml's requirements (the
+# project's, and its docs and test extras) into requirements.in, with TORCH_INDEX as an
+# extra index so that torch's own requirements are the CPU build's (no nvidia-*
+# packages), and [build-system] requires into requirements-build.in. requirements.txt
+# locks the first but for torch (its wheel, and so its hash, depends on the index) and
+# setuptools, left out as unsafe packages; requirements-build.txt locks setuptools.
+# Dependabot's weekly pip updates recompile both pairs: they read these options back
+# from each file's header (tests/test_lock.py keeps to the options they read).
 LOCK_TOOLS := .lock-tools
 PIP_TOOLS := pip-tools==7.6.2
+PIP_COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --strip-extras \
+	--no-emit-index-url --no-emit-find-links --pip-args '--retries 1'
 lock:
 	test -x $(LOCK_TOOLS)/bin/python || $(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
-	$(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --strip-extras --all-build-deps \
-		--extra docs --extra test --unsafe-package torch \
-		$(TORCH_INDEX_ARGS) --no-emit-index-url --no-emit-find-links --pip-args '--retries 1' \
-		--output-file requirements.lock pyproject.toml
+	$(LOCK_TOOLS)/bin/python scripts/lock-inputs $(TORCH_INDEX)
+	$(PIP_COMPILE) --unsafe-package setuptools --unsafe-package torch \
+		--output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --allow-unsafe --output-file requirements-build.txt requirements-build.in
 
 # Figures, not assertions: how long each page's examples take to run, then cold and
 # warm builds and edit-to-screen latency under mkdocs serve.

@@ -16,10 +16,21 @@ the same weekly), read the tags in each action's own repository, never a copy::
 both as ``vX.Y.Z`` and ``vX.Y.Z^{}``.) Then check a composite action's own ``uses:`` at
 that commit: ``git --git-dir=... show <sha>:action.yml`` (upload-pages-artifact v5.0.0
 pins actions/upload-artifact by SHA, to v7.0.0's commit, bbbca2dd).
+
+The pins were last checked that way against snapshots of the actions' repositories that
+stop at different dates, and each is the commit of the newest tag of its major line in
+its snapshot. Four snapshots are older than releases known from the actions' release
+notes: configure-pages (the snapshot ends 2024-10-07, at v5.0.0; v6.0.0, on Node 24,
+is out), deploy-pages (ends 2026-04-25, at v5.0.0; v5.0.1 is out), upload-artifact
+(ends 2026-03-01, at v7.0.0; v7.0.1 is out) and cache (ends 2026-05-20, at v5.0.5; a
+v6 line is out). Those four stay at the newest tag their snapshot holds until they are
+re-resolved from the live repository as above, or taken from Dependabot's weekly pull
+request, which resolves tags there: a commit named anywhere else is never pinned.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import runpy
 import subprocess
@@ -222,9 +233,9 @@ def test_the_deploy_gate_checker_sees_an_ungated_deploy():
 CACHE_KEY_PARTS = {
     ".venv": [
         "steps.python.outputs.python-version",
-        "hashFiles('requirements.lock', 'pyproject.toml')",
+        "hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml')",
     ],
-    "~/.cache/ms-playwright": ["hashFiles('requirements.lock')"],
+    "~/.cache/ms-playwright": ["hashFiles('requirements.txt')"],
     ".cache/docexec": ["github.sha"],
 }
 
@@ -273,7 +284,7 @@ def test_the_cache_checker_sees_the_old_shared_pip_cache_and_a_stale_key():
     assert cache_problems(workflows) == [
         "ci.yml lint: setup-python's cache (one key for every job)",
         "ci.yml test: the .venv cache key lacks ['steps.python.outputs.python-version', "
-        "\"hashFiles('requirements.lock', 'pyproject.toml')\"]",
+        "\"hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml')\"]",
     ]
 
 
@@ -304,7 +315,8 @@ def test_torch_comes_from_the_makefiles_cpu_index():
         return result.stdout
 
     default = setup_commands()
-    assert "--require-hashes --requirement requirements.lock" in default
+    hashed = "--require-hashes --requirement requirements.txt --requirement requirements-build.txt"
+    assert hashed in default
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in default
     assert "--extra-index-url" not in setup_commands("TORCH_INDEX=")
     # No workflow installs torch by hand: make does, from the same index.
@@ -330,12 +342,69 @@ def test_health_is_weekly_and_can_block_nothing():
         assert not set(job.get("needs", [])) & set(jobs)
 
 
+def lock_files() -> list[str]:
+    """The Makefile's LOCK: what `make setup` installs with hashes (see tests/test_lock.py)."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "print-LOCK"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+def dependabot_lock_problems(config: dict, lock: list[str]) -> list[str]:
+    """How a lock file could fall outside Dependabot's weekly pip updates.
+
+    Dependabot's pip updates read the ``.txt`` and ``.in`` files in an entry's directory
+    and in its direct subfolders (shared_file_fetcher.rb in dependabot-core);
+    tests/test_lock.py checks that each lock file is one they recompile as `make lock` does.
+    """
+    problems = []
+    for name in lock:
+        folder = Path("/", name).parent
+        covering = [
+            update
+            for update in config["updates"]
+            if update["package-ecosystem"] == "pip"
+            and update.get("schedule", {}).get("interval") == "weekly"
+            and any(
+                Path(directory) in (folder, folder.parent)
+                for directory in update.get("directories") or [update["directory"]]
+            )
+            and not any(fnmatch.fnmatch(name, p) for p in update.get("exclude-paths", []))
+        ]
+        if not covering:
+            problems.append(f"{name}: no weekly pip update reads it")
+    return problems
+
+
 def test_dependabot_updates_actions_and_python_weekly():
     config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
     updates = {update["package-ecosystem"]: update for update in config["updates"]}
     assert set(updates) == {"github-actions", "pip"}
     for update in updates.values():
         assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
+    assert lock_files() == ["requirements.txt", "requirements-build.txt"]
+    assert dependabot_lock_problems(config, lock_files()) == []
+
+
+def test_the_dependabot_checker_sees_a_lock_it_does_not_read():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    pip = next(update for update in config["updates"] if update["package-ecosystem"] == "pip")
+    lock = ["requirements.txt", "locks/deep/requirements-build.txt"]
+    assert dependabot_lock_problems(config, lock) == [
+        "locks/deep/requirements-build.txt: no weekly pip update reads it"
+    ]
+    pip["exclude-paths"] = ["requirements*.txt"]
+    assert dependabot_lock_problems(config, lock[:1]) == [
+        "requirements.txt: no weekly pip update reads it"
+    ]
+    config["updates"].remove(pip)
+    assert dependabot_lock_problems(config, lock[:1]) == [
+        "requirements.txt: no weekly pip update reads it"
+    ]
 
 
 def load_health_script(name: str) -> dict:
