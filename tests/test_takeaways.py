@@ -55,13 +55,21 @@ sys.exit(1 if failed else 0)
 """
 
 
+#: Our environment's settings that a reader's shell would not have. Bytecode among them:
+#: with PYTHONDONTWRITEBYTECODE set (this machine sets it), every notebook and script
+#: would compile torch's modules again (1.2 s each) in a venv installed with --no-compile.
+NOT_A_READERS = {
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "JUPYTER_PATH",
+    "PYTHONDONTWRITEBYTECODE",
+}
+
+
 def reader_env(folder: Path) -> dict[str, str]:
     """The environment of a reader's shell with ``folder``'s venv active, nothing of ours."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "JUPYTER_PATH"}
-    }
+    env = {key: value for key, value in os.environ.items() if key not in NOT_A_READERS}
     env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(folder)
     return env
