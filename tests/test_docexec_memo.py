@@ -8,6 +8,7 @@ block, the search plugin's HTML parser, Jinja's compiler.
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from collections import Counter
@@ -201,16 +202,42 @@ def test_turned_off_it_remembers_nothing(tmp_path, counts):
     assert not (tmp_path / ".cache").exists()
 
 
-def test_a_memory_that_cannot_be_read_is_empty(tmp_path, counts):
+@pytest.mark.parametrize("damage", ["unreadable", "wrong shape"])
+def test_a_memory_that_cannot_be_read_is_empty(tmp_path, counts, damage):
     write_site(tmp_path)
     build(tmp_path, counts)
     cold_site = site_bytes(tmp_path)
-    (tmp_path / ".cache/docexec/search.json").write_text("{not json")
-    (tmp_path / ".cache/docexec/docs/blocks.md.html.json").write_bytes(b"\xff\xfe")
+    search = tmp_path / ".cache/docexec/search.json"
+    blocks = tmp_path / ".cache/docexec/docs/blocks.md.html.json"
+    if damage == "unreadable":
+        search.write_text("{not json")
+        blocks.write_bytes(b"\xff\xfe")
+    else:  # JSON, each entry of another shape than the build writes
+        search.write_text(json.dumps(dict.fromkeys(json.loads(search.read_text()), "text")))
+        shapes = ["<p>html</p>", ["<p>html</p>"], ["<p>html</p>", "1"], ["<p>html</p>", -1]]
+        keys = json.loads(blocks.read_text())
+        blocks.write_text(json.dumps(dict(zip(keys, shapes))))
     again = build(tmp_path, counts)
     assert again["pages parsed"] == 2 and again["blocks rendered"] == BLOCKS
     assert site_bytes(tmp_path) == cold_site
     assert build(tmp_path, counts)["pages parsed"] == 0  # and it is whole again
+
+
+def test_an_output_that_includes_a_file_is_always_rendered(tmp_path, counts):
+    """pymdownx.snippets reads the file an output names when the output is rendered:
+    remembered, the HTML would keep the file's old content."""
+    write_site(tmp_path)
+    config = (tmp_path / "mkdocs.yml").read_text()
+    (tmp_path / "mkdocs.yml").write_text(config + "  - pymdownx.snippets\n")
+    (tmp_path / "part.md").write_text("First version of the part.\n")
+    (tmp_path / "docs/part.md").write_text(
+        '# Part\n\n```python exec="on"\nprint(\'--8<-- "part.md"\')\n```\n'
+    )
+    build(tmp_path, counts)
+    (tmp_path / "part.md").write_text("Second version of the part.\n")
+    build(tmp_path, counts)
+    assert "Second version" in (tmp_path / "site/part/index.html").read_text()
+    assert_same_as_built_with_no_memory(tmp_path)
 
 
 def test_serve_looks_for_changes_every_tenth_of_a_second(tmp_path):

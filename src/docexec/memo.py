@@ -26,6 +26,7 @@ empty, never an error, and never stale: every entry is found by its inputs.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,29 @@ class BlockHtml(JsonMemo):
     """What each block of one page rendered to, by :func:`block_key`: ``[html, conversions]``,
     ``conversions`` being how many markdown-exec counted for it."""
 
+    def get(self, key: str) -> tuple[str, int] | None:
+        found = super().get(key)
+        if (
+            isinstance(found, list)
+            and len(found) == 2
+            and isinstance(found[0], str)
+            and type(found[1]) is int
+            and found[1] >= 0
+        ):
+            return found[0], found[1]
+        return None
+
+
+#: Lines of Markdown that make an extension read files (mkdocstrings' ``::: name``,
+#: pymdownx.snippets' ``--8<--``): an output that holds one renders to what those files
+#: hold, which no key sees, so it is always rendered.
+READS_FILES = re.compile(r"^[ \t>]*(:::|-{1,3}8<-{1,3})", re.MULTILINE)
+
+
+def rememberable(output: str) -> bool:
+    """Whether the HTML of a block that printed ``output`` may be remembered."""
+    return READS_FILES.search(output) is None
+
 
 def block_key(
     fingerprint: str,
@@ -118,6 +142,17 @@ def jinja_cache(folder: Path, environment: str, name: str) -> FileSystemBytecode
     except OSError:
         return None
     return FileSystemBytecodeCache(str(path))
+
+
+def _entries(value: object) -> bool:
+    """Whether ``value`` is a list of search entries as the search plugin makes them."""
+    return isinstance(value, list) and all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("location"), str)
+        and isinstance(entry.get("title"), str)
+        and isinstance(entry.get("text"), str)
+        for entry in value
+    )
 
 
 def _toc(items: Any) -> list:
@@ -155,7 +190,7 @@ class SearchEntries(JsonMemo):
                 json.dumps(page.meta, sort_keys=True, default=str),
             )
             entries = self.get(key)
-            if entries is None:
+            if not _entries(entries):
                 start = len(index.entries)
                 add(page)
                 entries = json.loads(json.dumps(index.entries[start:]))

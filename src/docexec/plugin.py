@@ -64,6 +64,7 @@ from docexec.memo import (
     jinja_cache,
     markdown_fingerprint,
     poll_quickly,
+    rememberable,
 )
 from docexec.package import (
     cached_wheel,
@@ -588,6 +589,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         count = MarkdownConverter.counter
         block = block_for(kwargs["code"], kwargs.get("session"))
         recorded = self._recorded(run_, block)
+        if recorded and not rememberable(recorded[0]):
+            recorded = None
         key = recorded and block_key(self.markdown_key, count, kind, kwargs, *recorded)
         if key and run_.html is not None and (remembered := run_.html.get(key)) is not None:
             html, conversions = remembered
@@ -627,7 +630,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         # Headings in an output go to the page's table of contents as well as into
         # its HTML: such a block is always rendered.
         added = any(found for at, found in headings.items() if before.get(at) is not found)
-        if ran and run_.html is not None and not added:
+        if ran and run_.html is not None and not added and rememberable(ran[0]):
             key = block_key(self.markdown_key, count, kind, kwargs, *ran)
             run_.html.put(key, [str(html), MarkdownConverter.counter - count])
         return html
