@@ -9,7 +9,11 @@ block, the search plugin's HTML parser, Jinja's compiler.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -139,10 +143,11 @@ def test_a_warm_build_repeats_none_of_the_work_and_gives_the_same_bytes(tmp_path
     assert cold["templates compiled"] > 10
     cold_site = site_bytes(tmp_path)
 
-    warm = build(tmp_path, counts)
-    # The block whose output is a heading goes to the table of contents: rendered.
-    assert warm == Counter({"blocks rendered": BLOCKS - REMEMBERED})
-    assert site_bytes(tmp_path) == cold_site, "a warm build must give the cold build's bytes"
+    for _ in range(2):  # the second warm build starts from what the first remembered
+        warm = build(tmp_path, counts)
+        # The block whose output is a heading goes to the table of contents: rendered.
+        assert warm == Counter({"blocks rendered": BLOCKS - REMEMBERED})
+        assert site_bytes(tmp_path) == cold_site, "a warm build must give the cold build's bytes"
     page = (tmp_path / "site/blocks/index.html").read_text()
     # The heading still made the table of contents (markdown-exec prefixes its id).
     assert re.search(r'<a href="#exec-\d+--made-by-a-block" class="md-nav__link">', page)
@@ -216,28 +221,164 @@ def test_a_memory_that_cannot_be_read_is_empty(tmp_path, counts, damage):
         search.write_text(json.dumps(dict.fromkeys(json.loads(search.read_text()), "text")))
         shapes = ["<p>html</p>", ["<p>html</p>"], ["<p>html</p>", "1"], ["<p>html</p>", -1]]
         keys = json.loads(blocks.read_text())
-        blocks.write_text(json.dumps(dict(zip(keys, shapes))))
+        blocks.write_text(json.dumps(dict(zip(keys, shapes, strict=False))))
     again = build(tmp_path, counts)
     assert again["pages parsed"] == 2 and again["blocks rendered"] == BLOCKS
     assert site_bytes(tmp_path) == cold_site
     assert build(tmp_path, counts)["pages parsed"] == 0  # and it is whole again
 
 
+def add_page(root: Path, name: str, code: str, prose: str = "") -> None:
+    """A page ``name`` with one python block running ``code``, and ``prose`` after it."""
+    block = "\n".join(['```python exec="on"', textwrap.dedent(code).strip(), "```"])
+    (root / "docs" / name).write_text(f"# {name}\n\n{block}\n\n{prose}\n")
+
+
+def extend_config(root: Path, text: str) -> None:
+    """Append ``text`` to the config: after its last list, the Markdown extensions."""
+    with (root / "mkdocs.yml").open("a") as config:
+        config.write(text)
+
+
 def test_an_output_that_includes_a_file_is_always_rendered(tmp_path, counts):
     """pymdownx.snippets reads the file an output names when the output is rendered:
     remembered, the HTML would keep the file's old content."""
     write_site(tmp_path)
-    config = (tmp_path / "mkdocs.yml").read_text()
-    (tmp_path / "mkdocs.yml").write_text(config + "  - pymdownx.snippets\n")
+    extend_config(tmp_path, "  - pymdownx.snippets\n")
     (tmp_path / "part.md").write_text("First version of the part.\n")
-    (tmp_path / "docs/part.md").write_text(
-        '# Part\n\n```python exec="on"\nprint(\'--8<-- "part.md"\')\n```\n'
-    )
+    add_page(tmp_path, "part.md", """print('--8<-- "part.md"')""")
     build(tmp_path, counts)
     (tmp_path / "part.md").write_text("Second version of the part.\n")
     build(tmp_path, counts)
     assert "Second version" in (tmp_path / "site/part/index.html").read_text()
     assert_same_as_built_with_no_memory(tmp_path)
+
+
+def test_a_file_an_extension_read_as_it_rendered_a_block_is_in_its_key(tmp_path, counts):
+    """A glossary pymdownx.snippets appends to every piece of Markdown: a block's
+    printed text gets its abbreviations from it (Material's usual set-up)."""
+    write_site(tmp_path)
+    extend_config(tmp_path, "  - abbr\n  - pymdownx.snippets:\n      auto_append: [glossary.md]\n")
+    (tmp_path / "glossary.md").write_text("*[HTML]: First meaning\n")
+    add_page(tmp_path, "glossary-page.md", 'print("HTML, printed by a block.")')
+    build(tmp_path, counts)
+    (tmp_path / "glossary.md").write_text("*[HTML]: Second meaning\n")
+    # Every block's rendering read the glossary.
+    assert build(tmp_path, counts)["blocks rendered"] == BLOCKS + 1
+    assert 'title="Second meaning"' in (tmp_path / "site/glossary-page/index.html").read_text()
+    assert_same_as_built_with_no_memory(tmp_path)
+
+
+HOOKS = """\
+from markdown import Extension
+from markdown.treeprocessors import Treeprocessor
+
+WORD = "{word}"
+
+
+class Sign(Treeprocessor):
+    def run(self, root):
+        for paragraph in root.iter("p"):
+            paragraph.text = (paragraph.text or "") + " " + WORD
+
+
+class SignExtension(Extension):
+    def extendMarkdown(self, md):
+        md.treeprocessors.register(Sign(md), "sign", 0)
+
+
+def on_config(config):
+    config.markdown_extensions.append(SignExtension())
+
+
+def on_env(env, config, files):
+    env.filters["signed"] = lambda text: text + " " + WORD
+    return env
+"""
+
+
+def build_in_a_process(root: Path, *options: str) -> None:
+    """``mkdocs build`` in a process of its own (MkDocs loads a hook once per process)."""
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", *options]
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_site_s_own_code_is_in_every_key(tmp_path, counts):
+    """A hook's Markdown extension renders blocks' outputs; its Jinja filter is applied
+    when a template compiles (Jinja folds a constant through it into the bytecode).
+    Under `mkdocs serve` an edited hook is not loaded again: what the memories keep
+    from that process is what its hook did, and a new process does not take it."""
+    write_site(tmp_path)
+    extend_config(tmp_path, "hooks: [hooks.py]\n")
+    (tmp_path / "hooks.py").write_text(HOOKS.format(word="first"))
+    (tmp_path / "overrides/main.html").write_text(
+        '{% extends "base.html" %}\n{% block footer %}{{ "footer" | signed }}{% endblock %}\n'
+    )
+    build(tmp_path, counts)
+    (tmp_path / "hooks.py").write_text(HOOKS.format(word="second"))
+    build(tmp_path, counts)  # as under serve: the hook is the one loaded first
+    assert "footer first" in (tmp_path / "site/blocks/index.html").read_text()
+
+    build_in_a_process(tmp_path)
+    page = (tmp_path / "site/blocks/index.html").read_text()
+    assert "footer second" in page and "Beside its source" in page and "first" not in page
+    fresh = tmp_path / "no-memory"
+    shutil.copytree(tmp_path, fresh, ignore=shutil.ignore_patterns(".cache", "site"))
+    build_in_a_process(fresh)
+    assert site_bytes(fresh) == site_bytes(tmp_path)
+
+
+def test_an_anchor_in_an_output_is_known_to_cross_references(tmp_path, counts):
+    """autorefs registers the anchors it finds in a block's output as it renders it."""
+    write_site(tmp_path)
+    config = (
+        (tmp_path / "mkdocs.yml").read_text().replace("  - search\n", "  - search\n  - autorefs\n")
+    )
+    (tmp_path / "mkdocs.yml").write_text(config + "  - attr_list\n")
+    add_page(tmp_path, "anchor.md", 'print("[](){#my-anchor}\\nAn anchored paragraph.")')
+    (tmp_path / "docs/index.md").write_text("# Home\n\nSee [the anchor][exec-1--my-anchor].\n")
+    build(tmp_path, counts)
+    build(tmp_path, counts)  # --strict: an unknown cross-reference fails it
+    assert_same_as_built_with_no_memory(tmp_path)
+
+
+def test_metadata_of_any_yaml_type_is_indexed_as_without_memory(tmp_path, counts):
+    write_site(tmp_path)
+    (tmp_path / "docs/release.md").write_text(
+        "---\ntitle: Release\non: push\n2024: a year\nsearch:\n  boost: 2024-01-01\n---\n"
+        "# Release\n\nSome prose.\n"
+    )
+    build(tmp_path, counts)
+    assert build(tmp_path, counts)["pages parsed"] == 0
+    assert_same_as_built_with_no_memory(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "unwritable"])
+def test_compiled_templates_that_cannot_be_read_or_kept_are_compiled(tmp_path, counts, damage):
+    write_site(tmp_path)
+    build(tmp_path, counts)
+    cold_site = site_bytes(tmp_path)
+    for compiled in (tmp_path / ".cache/docexec/jinja").rglob("*.cache"):
+        if damage == "truncated":
+            compiled.write_bytes(compiled.read_bytes()[:20])
+        else:  # a folder in its place: the file can be neither read nor replaced
+            compiled.unlink()
+            compiled.mkdir()
+    assert build(tmp_path, counts)["templates compiled"] > 10
+    assert site_bytes(tmp_path) == cold_site
+
+
+def test_a_docs_folder_outside_the_repository_gets_no_memory_in_it(tmp_path, counts):
+    (tmp_path / "project").mkdir()
+    write_site(tmp_path / "project")
+    (tmp_path / "project/docs").rename(tmp_path / "docs")
+    extend_config(tmp_path / "project", "docs_dir: ../docs\n")
+    build(tmp_path / "project", counts)
+    assert build(tmp_path / "project", counts)["blocks rendered"] == BLOCKS - REMEMBERED
+    assert sorted(path.name for path in (tmp_path / "docs").iterdir()) == sorted(PAGES)
+    assert_same_as_built_with_no_memory(tmp_path / "project")
 
 
 def test_serve_looks_for_changes_every_tenth_of_a_second(tmp_path):
@@ -261,5 +402,17 @@ def test_a_failed_build_does_not_change_the_next_one(tmp_path, counts):
     )
     assert build_in_process(tmp_path).returncode == 1
     (tmp_path / "docs/blocks.md").write_text(good)
+    build(tmp_path, counts)
+    assert_same_as_built_with_no_memory(tmp_path)
+
+
+def test_a_page_whose_blocks_are_all_remembered_is_processed_as_if_rendered(tmp_path, counts):
+    """markdown-exec adds processors to the page's Markdown as it renders a block's output
+    (one removes its wrappers, wherever they are): remembered blocks add them too."""
+    write_site(tmp_path)
+    extend_config(tmp_path, "  - md_in_html\n")
+    wrapper = '<div class="markdown-exec" markdown>In prose.</div>'
+    add_page(tmp_path, "wrapped.md", 'print("Printed.")', wrapper)
+    build(tmp_path, counts)
     build(tmp_path, counts)
     assert_same_as_built_with_no_memory(tmp_path)

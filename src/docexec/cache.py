@@ -30,7 +30,7 @@ import sysconfig
 import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 #: Bumped whenever a record's meaning changes; older records are then misses.
 FORMAT = 3
@@ -228,8 +228,16 @@ class ExecutionCache:
         self.folder = folder
         self.environment = environment
 
-    def path_for(self, page: str) -> Path:
-        return self.folder / f"{page}.json"
+    def path_for(self, page: str, suffix: str = ".json") -> Path:
+        """Where the record (or another memory, by ``suffix``) of ``page`` lives.
+
+        A page outside the repository (``docs_dir: ../docs``) has an absolute path: its
+        memories go in ``outside/``, by a hash of that path, never beside the page.
+        """
+        path = PurePosixPath(page)
+        if path.is_absolute() or ".." in path.parts:
+            return self.folder / "outside" / f"{digest(page)}{suffix}"
+        return self.folder / f"{page}{suffix}"
 
     def lookup(self, page: str, fences: str, lines: list[int]) -> Record:
         """The page's record, if everything it depended on is as it was.

@@ -25,15 +25,23 @@ empty, never an error, and never stale: every entry is found by its inputs.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import re
-from collections.abc import Callable
+import sys
+import sysconfig
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemBytecodeCache
+from jinja2.bccache import Bucket
 
-from docexec.cache import digest, write_atomically
+from docexec.cache import digest, fingerprint, write_atomically
 
 #: Seconds between two looks at the watched folders under ``mkdocs serve``.
 POLL = 0.1
@@ -49,14 +57,122 @@ def stable(value: object) -> object:
     return f"<{named.__module__}.{named.__qualname__}>"
 
 
-def markdown_fingerprint(config: Any, environment: str) -> str:
-    """What, in the site's configuration, can change how a piece of Markdown renders."""
+def markdown_fingerprint(config: Any, environment: str, code: str) -> str:
+    """What, in the site's configuration and code, can change how Markdown renders.
+
+    ``code`` is :func:`local_code`: an extension object is keyed by its class, and the
+    class by its source.
+    """
     text = json.dumps(
         [config["markdown_extensions"], config["mdx_configs"], config["use_directory_urls"]],
         sort_keys=True,
         default=stable,
     )
-    return digest(environment, text)
+    return digest(environment, code, text)
+
+
+def _installed_folders() -> tuple[str, ...]:
+    """Where the interpreter and the installed distributions live: the environment key's."""
+    paths = sysconfig.get_paths()
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    folders |= {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
+    return tuple(os.path.join(os.path.realpath(folder), "") for folder in folders)
+
+
+def _installed(path: str) -> bool:
+    return os.path.realpath(path).startswith(_installed_folders())
+
+
+#: The source of each module as :func:`local_code` first saw it, which is the source it
+#: runs: MkDocs loads a hook once per process, and an edit under ``mkdocs serve`` takes
+#: effect only in the next process.
+_LOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def local_code(root: Path) -> str:
+    """The source of every module this process loaded from the repository's own files.
+
+    MkDocs hooks, a Markdown extension or a Jinja filter of the project's, docexec
+    itself: what the memories' keys name by class or function, and what Jinja may
+    have folded into a template's bytecode. Each is taken as it was loaded, not as
+    its file is now. Installed distributions are the environment key's.
+    """
+    inside = os.path.join(os.path.realpath(root), "")
+    sources = []
+    for name, module in sorted(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str) or not file.endswith(".py"):
+            continue
+        if not os.path.realpath(file).startswith(inside) or _installed(file):
+            continue
+        try:
+            source = _LOADED.get(module)
+            if source is None:
+                source = _LOADED[module] = fingerprint(Path(file)) or "missing"
+        except TypeError:  # a module object that takes no weak reference
+            source = fingerprint(Path(file))
+        sources.append((name, source))
+    return digest(sources)
+
+
+class FilesRead:
+    """The files this thread opens while :meth:`recording` (an audit hook, added once).
+
+    An extension that reads a file as it renders a block's output (a snippet, a glossary
+    appended to every page, a custom icon) makes that output's HTML depend on the file.
+    Installed files are the environment key's, and are left out.
+    """
+
+    _hooked = False
+    _active: dict[int, set[str]] = {}
+
+    @classmethod
+    def _audit(cls, event: str, args: tuple) -> None:
+        if event != "open" or not cls._active:
+            return
+        found = cls._active.get(threading.get_ident())
+        path = args[0] if args else None
+        if found is not None and isinstance(path, (str, bytes, os.PathLike)):
+            found.add(os.fsdecode(path))
+
+    @classmethod
+    @contextlib.contextmanager
+    def recording(cls) -> Iterator[set[str]]:
+        if not cls._hooked:
+            sys.addaudithook(cls._audit)
+            cls._hooked = True
+        me = threading.get_ident()
+        found: set[str] = set()
+        outer = cls._active.get(me)
+        cls._active[me] = found
+        try:
+            yield found
+        finally:
+            if outer is None:
+                del cls._active[me]
+            else:
+                cls._active[me] = outer
+
+    @classmethod
+    @contextlib.contextmanager
+    def paused(cls) -> Iterator[None]:
+        """Not recording (while a block runs in its own process, say)."""
+        me = threading.get_ident()
+        outer = cls._active.pop(me, None)
+        try:
+            yield
+        finally:
+            if outer is not None:
+                cls._active[me] = outer
+
+
+def files_state(paths: set[str]) -> dict[str, str | None]:
+    """The :func:`~docexec.cache.fingerprint` of each path read that is not installed."""
+    return {
+        os.path.abspath(path): fingerprint(Path(path))
+        for path in sorted(paths)
+        if not _installed(path)
+    }
 
 
 class JsonMemo:
@@ -86,31 +202,39 @@ class JsonMemo:
 
 
 class BlockHtml(JsonMemo):
-    """What each block of one page rendered to, by :func:`block_key`: ``[html, conversions]``,
-    ``conversions`` being how many markdown-exec counted for it."""
+    """What each block of one page rendered to, by :func:`block_key`:
+    ``[html, conversions, files]``, ``conversions`` being how many markdown-exec counted
+    for it and ``files`` the :func:`files_state` of what its rendering read."""
 
     def get(self, key: str) -> tuple[str, int] | None:
         found = super().get(key)
-        if (
+        if not (
             isinstance(found, list)
-            and len(found) == 2
+            and len(found) == 3
             and isinstance(found[0], str)
             and type(found[1]) is int
             and found[1] >= 0
+            and isinstance(found[2], dict)
         ):
-            return found[0], found[1]
-        return None
+            return None
+        for path, state in found[2].items():
+            if not isinstance(path, str) or fingerprint(Path(path)) != state:
+                return None
+        return found[0], found[1]
 
 
 #: Lines of Markdown that make an extension read files (mkdocstrings' ``::: name``,
-#: pymdownx.snippets' ``--8<--``): an output that holds one renders to what those files
-#: hold, which no key sees, so it is always rendered.
+#: pymdownx.snippets' ``--8<--``), seen or not: what they read is more than one file.
 READS_FILES = re.compile(r"^[ \t>]*(:::|-{1,3}8<-{1,3})", re.MULTILINE)
+#: An anchor (``<a id="...">``), which autorefs registers as it renders a block's output:
+#: replayed, the anchor would be on the page but unknown to cross-references.
+ANCHOR = re.compile(r"<a\s[^>]*\bid=")
 
 
-def rememberable(output: str) -> bool:
-    """Whether the HTML of a block that printed ``output`` may be remembered."""
-    return READS_FILES.search(output) is None
+def rememberable(output: str, html: str = "") -> bool:
+    """Whether the HTML of a block that printed ``output`` (and rendered to ``html``)
+    may be remembered."""
+    return READS_FILES.search(output) is None and ANCHOR.search(html) is None
 
 
 def block_key(
@@ -134,14 +258,78 @@ def block_key(
     return digest(fingerprint, count, kind, shown, output, raised)
 
 
-def jinja_cache(folder: Path, environment: str, name: str) -> FileSystemBytecodeCache | None:
+def _jinja_settings(environment: Any) -> str:
+    """What, in a Jinja environment, its compiled templates depend on: the syntax, the
+    options, and the filters and tests (which Jinja may apply at compile time)."""
+    options = [
+        getattr(environment, name, None)
+        for name in (
+            "block_start_string",
+            "block_end_string",
+            "variable_start_string",
+            "variable_end_string",
+            "comment_start_string",
+            "comment_end_string",
+            "line_statement_prefix",
+            "line_comment_prefix",
+            "trim_blocks",
+            "lstrip_blocks",
+            "newline_sequence",
+            "keep_trailing_newline",
+            "optimized",
+            "is_async",
+            "autoescape",
+            "finalize",
+            "undefined",
+        )
+    ]
+    names = [
+        sorted(getattr(environment, "extensions", {})),
+        sorted((name, stable(value)) for name, value in environment.filters.items()),
+        sorted((name, stable(value)) for name, value in environment.tests.items()),
+    ]
+    return json.dumps([options, names], default=stable)
+
+
+class TemplateBytecode(FileSystemBytecodeCache):
+    """Jinja's file cache of compiled templates, keyed on more than a template's source.
+
+    Jinja checks the source only. Here the environment's settings, filters and tests,
+    and the repository's own code (``code``, :func:`local_code`) are checked too. A
+    file that cannot be read is a template to compile; one that cannot be written is
+    no error.
+    """
+
+    def __init__(self, directory: str, code: str) -> None:
+        super().__init__(directory)
+        self.code = code
+
+    def get_bucket(self, environment: Any, name: str, filename: str | None, source: str) -> Bucket:
+        key = self.get_cache_key(name, filename)
+        checked = f"{source}\0{_jinja_settings(environment)}\0{self.code}"
+        bucket = Bucket(environment, key, hashlib.sha1(checked.encode()).hexdigest())
+        self.load_bytecode(bucket)
+        return bucket
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - truncated or foreign: compile the template
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def jinja_cache(folder: Path, environment: str, name: str, code: str) -> TemplateBytecode | None:
     """A bytecode cache for one Jinja environment (``name``), or ``None`` if it cannot be made."""
     path = folder / "jinja" / environment[:16] / name
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return FileSystemBytecodeCache(str(path))
+    return TemplateBytecode(str(path), code)
 
 
 def _entries(value: object) -> bool:
@@ -187,13 +375,14 @@ class SearchEntries(JsonMemo):
                 str(page.title),
                 page.content,
                 _toc(page.toc),
-                json.dumps(page.meta, sort_keys=True, default=str),
+                repr(page.meta),  # YAML's: keys need not be strings, values may be dates
             )
             entries = self.get(key)
             if not _entries(entries):
                 start = len(index.entries)
                 add(page)
-                entries = json.loads(json.dumps(index.entries[start:]))
+                # As the search plugin writes them (a date as its string).
+                entries = json.loads(json.dumps(index.entries[start:], default=str))
             else:
                 index.entries.extend(json.loads(json.dumps(entries)))
             self.put(key, entries)

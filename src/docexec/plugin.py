@@ -29,7 +29,13 @@ from typing import Any
 
 import markdown_exec
 import yaml
-from markdown_exec import InsertHeadings, MarkdownConverter, base_format, code_block
+from markdown_exec import (
+    InsertHeadings,
+    MarkdownConverter,
+    RemoveHeadings,
+    base_format,
+    code_block,
+)
 from markupsafe import Markup
 from mkdocs.config import config_options
 from mkdocs.config.base import Config
@@ -59,9 +65,12 @@ from docexec.export import (
 from docexec.fences import Fence, FenceError, scan_fences, take_options
 from docexec.memo import (
     BlockHtml,
+    FilesRead,
     SearchEntries,
     block_key,
+    files_state,
     jinja_cache,
+    local_code,
     markdown_fingerprint,
     poll_quickly,
     rememberable,
@@ -163,6 +172,16 @@ def _reported_headings(md) -> dict:
     if processors is None or InsertHeadings.name not in processors:
         return {}
     return getattr(processors[InsertHeadings.name], "headings", {})
+
+
+def _register_headings_processors(md) -> None:
+    """What markdown-exec adds to a page's Markdown when it renders a block's output: the
+    processors that put the output's headings in the table of contents, and remove its
+    wrappers. A block whose HTML is remembered adds them all the same."""
+    if InsertHeadings.name not in md.treeprocessors:
+        # markdown-exec's own priorities: before HashHeaderProcessor, right after toc.
+        md.treeprocessors.register(InsertHeadings(md), InsertHeadings.name, priority=75)
+        md.treeprocessors.register(RemoveHeadings(md), RemoveHeadings.name, priority=4)
 
 
 def _nonblank(text: str) -> list[str]:
@@ -316,8 +335,10 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         MarkdownConverter.counter = 0
         if self.cache is None:
             return
-        # Every plugin has configured itself (mkdocstrings has added its extension).
-        self.markdown_key = markdown_fingerprint(config, self.cache.environment)
+        # Every plugin has configured itself (mkdocstrings has added its extension),
+        # and the hooks are loaded.
+        self.code = local_code(self.root)
+        self.markdown_key = markdown_fingerprint(config, self.cache.environment, self.code)
         search = SearchEntries(self.cache.folder / "search.json")
         for plugin in config.plugins.values():
             if search.attach(getattr(plugin, "search_index", None)):
@@ -327,12 +348,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             with contextlib.suppress(Exception):  # its own error, when it renders
                 handler = mkdocstrings.get_handler(name)
                 handler.env.bytecode_cache = jinja_cache(
-                    self.cache.folder, self.cache.environment, f"mkdocstrings-{name}"
+                    self.cache.folder, self.cache.environment, f"mkdocstrings-{name}", self.code
                 )
 
     def on_env(self, env, *, config, files):
         if self.cache is not None:
-            env.bytecode_cache = jinja_cache(self.cache.folder, self.cache.environment, "theme")
+            env.bytecode_cache = jinja_cache(
+                self.cache.folder, self.cache.environment, "theme", self.code
+            )
         return env
 
     def on_serve(self, server, *, config, builder):
@@ -365,7 +388,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         )
         self.page = PageRun(path, lines, fences, key)
         if fences and self.cache is not None:
-            self.page.html = BlockHtml(self.cache.folder / f"{path}.html.json")
+            self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"))
             try:
                 self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
             except CacheMiss as miss:
@@ -594,15 +617,18 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         key = recorded and block_key(self.markdown_key, count, kind, kwargs, *recorded)
         if key and run_.html is not None and (remembered := run_.html.get(key)) is not None:
             html, conversions = remembered
-            run_.html.put(key, remembered)
+            run_.html.put(key, list(run_.html.saved[key]))
             MarkdownConverter.counter += conversions
+            if kwargs.get("update_toc", True):
+                _register_headings_processors(kwargs["md"])
             account(block, *recorded, started)
             return Markup(html)  # noqa: S704 - HTML this very formatter made
         ran: list = []
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
             try:
-                return run_block(source, session)
+                with FilesRead.paused():  # what the block reads is the execution cache's
+                    return run_block(source, session)
             except ExampleError:
                 raise
             except Exception as error:
@@ -624,15 +650,18 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 return code_block("pycon", output, **shown)
             return output
 
+        before = dict(_reported_headings(kwargs["md"]))
+        with FilesRead.recording() as read:
+            html = base_format(language=kind, run=run, **kwargs)
+        # Headings in an output go to the page's table of contents as well as into its
+        # HTML (markdown-exec may register what records them only now): such a block is
+        # always rendered.
         headings = _reported_headings(kwargs["md"])
-        before = dict(headings)
-        html = base_format(language=kind, run=run, **kwargs)
-        # Headings in an output go to the page's table of contents as well as into
-        # its HTML: such a block is always rendered.
         added = any(found for at, found in headings.items() if before.get(at) is not found)
-        if ran and run_.html is not None and not added and rememberable(ran[0]):
+        if ran and run_.html is not None and not added and rememberable(ran[0], str(html)):
             key = block_key(self.markdown_key, count, kind, kwargs, *ran)
-            run_.html.put(key, [str(html), MarkdownConverter.counter - count])
+            conversions = MarkdownConverter.counter - count
+            run_.html.put(key, [str(html), conversions, files_state(read)])
         return html
 
     def _as_written(self, run: PageRun, fence: int, source: str) -> str:
