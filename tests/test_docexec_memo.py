@@ -416,3 +416,79 @@ def test_a_page_whose_blocks_are_all_remembered_is_processed_as_if_rendered(tmp_
     build(tmp_path, counts)
     build(tmp_path, counts)
     assert_same_as_built_with_no_memory(tmp_path)
+
+
+def test_a_filter_that_reads_the_configuration_is_applied_at_every_build(tmp_path, counts):
+    """Jinja may apply a filter to a constant as it compiles: a filter of the site's
+    own (a hook's) can depend on anything, so its templates are compiled every time."""
+    write_site(tmp_path)
+    extend_config(tmp_path, "hooks: [hooks.py]\nextra:\n  word: first\n")
+    (tmp_path / "hooks.py").write_text(
+        "def on_env(env, config, files):\n"
+        '    env.filters["signed"] = lambda text: text + " " + config.extra["word"]\n'
+        "    return env\n"
+    )
+    (tmp_path / "overrides/main.html").write_text(
+        '{% extends "base.html" %}\n{% block footer %}{{ "footer" | signed }}{% endblock %}\n'
+    )
+    build(tmp_path, counts)
+    config = (tmp_path / "mkdocs.yml").read_text()
+    (tmp_path / "mkdocs.yml").write_text(config.replace("word: first", "word: second"))
+    build(tmp_path, counts)
+    assert "footer second" in (tmp_path / "site/index.html").read_text()
+    assert_same_as_built_with_no_memory(tmp_path)
+
+
+ICONS = """\
+  - pymdownx.emoji:
+      emoji_index: !!python/name:material.extensions.emoji.twemoji
+      emoji_generator: !!python/name:material.extensions.emoji.to_svg
+      options:
+        custom_icons: [overrides/.icons]
+"""
+
+
+def test_what_an_extension_read_once_for_the_whole_process_is_in_every_key(tmp_path):
+    """Material reads an icon once per process (an lru_cache), as it renders the first
+    block that shows it. Each build in its own process, as `mkdocs build` runs."""
+    write_site(tmp_path)
+    extend_config(tmp_path, ICONS)
+    icons = tmp_path / "overrides/.icons/my"
+    icons.mkdir(parents=True)
+    (icons / "star.svg").write_text('<svg id="one"></svg>')
+    for page in ("icons-a.md", "icons-b.md"):  # b: the icon is in Material's cache already
+        add_page(tmp_path, page, 'print("Icon: :my-star:")')
+    build_in_a_process(tmp_path)
+    (icons / "star.svg").write_text('<svg id="two"></svg>')
+    build_in_a_process(tmp_path)
+    for page in ("icons-a", "icons-b"):
+        assert 'id="two"' in (tmp_path / "site" / page / "index.html").read_text()
+    fresh = tmp_path / "no-memory"
+    shutil.copytree(tmp_path, fresh, ignore=shutil.ignore_patterns(".cache", "site"))
+    build_in_a_process(fresh)
+    assert site_bytes(fresh) == site_bytes(tmp_path)
+
+
+def test_with_no_audit_hook_no_block_is_remembered(tmp_path):
+    """Another audit hook may refuse docexec's: then what rendering reads is unknown."""
+    write_site(tmp_path)
+    extend_config(tmp_path, "  - abbr\n  - pymdownx.snippets:\n      auto_append: [glossary.md]\n")
+    (tmp_path / "mkdocs.yml").write_text(
+        (tmp_path / "mkdocs.yml").read_text() + "hooks: [hooks.py]\n"
+    )
+    (tmp_path / "hooks.py").write_text(
+        "import sys\n\n\ndef refuse(event, args):\n"
+        '    if event == "sys.addaudithook":\n'
+        '        raise RuntimeError("no more audit hooks")\n\n\n'
+        "sys.addaudithook(refuse)\n"
+    )
+    (tmp_path / "glossary.md").write_text("*[HTML]: First meaning\n")
+    add_page(tmp_path, "glossary-page.md", 'print("HTML, printed by a block.")')
+    build_in_a_process(tmp_path)
+    (tmp_path / "glossary.md").write_text("*[HTML]: Second meaning\n")
+    build_in_a_process(tmp_path)
+    assert 'title="Second meaning"' in (tmp_path / "site/glossary-page/index.html").read_text()
+    assert not any(
+        json.loads(memory.read_text())
+        for memory in (tmp_path / ".cache/docexec/docs").glob("*.html.json")
+    )

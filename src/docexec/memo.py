@@ -26,6 +26,7 @@ empty, never an error, and never stale: every entry is found by its inputs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -71,6 +72,7 @@ def markdown_fingerprint(config: Any, environment: str, code: str) -> str:
     return digest(environment, code, text)
 
 
+@functools.cache
 def _installed_folders() -> tuple[str, ...]:
     """Where the interpreter and the installed distributions live: the environment key's."""
     paths = sysconfig.get_paths()
@@ -116,42 +118,60 @@ def local_code(root: Path) -> str:
 
 
 class FilesRead:
-    """The files this thread opens while :meth:`recording` (an audit hook, added once).
+    """The files and folders this thread opens or lists while pages render (an audit
+    hook, added once), over the whole process.
 
-    An extension that reads a file as it renders a block's output (a snippet, a glossary
-    appended to every page, a custom icon) makes that output's HTML depend on the file.
-    Installed files are the environment key's, and are left out.
+    An extension that reads a file as it renders Markdown (a snippet, a glossary
+    appended to every piece of it, a custom icon, a folder of icons it lists) makes a
+    block's HTML depend on that file; and one that keeps what it read (in an
+    ``lru_cache``) reads it only once in a process, as it renders whichever page comes
+    first. So what a block's HTML is keyed on is every file read as any page rendered
+    in this process so far (:meth:`seen`). Installed files are the environment key's.
     """
 
     _hooked = False
+    _works = False
     _active: dict[int, set[str]] = {}
+    #: Everything read while recording, in this process.
+    ever: set[str] = set()
+    #: Folders whose files are no page's input (the memories themselves).
+    ignored: tuple[str, ...] = ()
 
     @classmethod
     def _audit(cls, event: str, args: tuple) -> None:
-        if event != "open" or not cls._active:
+        if event == "docexec.probe":
+            cls._works = True
+        if not cls._active or event not in ("open", "os.listdir", "os.scandir"):
             return
         found = cls._active.get(threading.get_ident())
         path = args[0] if args else None
         if found is not None and isinstance(path, (str, bytes, os.PathLike)):
-            found.add(os.fsdecode(path))
+            found.add(os.path.abspath(os.fsdecode(path)))
 
     @classmethod
-    @contextlib.contextmanager
-    def recording(cls) -> Iterator[set[str]]:
+    def works(cls) -> bool:
+        """Add the hook once; ``False`` if another hook refused it (then it records nothing)."""
         if not cls._hooked:
-            sys.addaudithook(cls._audit)
             cls._hooked = True
-        me = threading.get_ident()
-        found: set[str] = set()
-        outer = cls._active.get(me)
-        cls._active[me] = found
-        try:
-            yield found
-        finally:
-            if outer is None:
-                del cls._active[me]
-            else:
-                cls._active[me] = outer
+            sys.addaudithook(cls._audit)
+            sys.audit("docexec.probe")
+        return cls._works
+
+    @classmethod
+    def start(cls) -> None:
+        """Record what this thread reads from now on (until :meth:`stop`)."""
+        if cls.works():
+            cls._active.setdefault(threading.get_ident(), set())
+
+    @classmethod
+    def stop(cls) -> None:
+        cls.ever |= cls._active.pop(threading.get_ident(), set())
+
+    @classmethod
+    def seen(cls) -> set[str]:
+        """What was read so far: by earlier pages, and by this one until now."""
+        found = cls.ever | cls._active.get(threading.get_ident(), set())
+        return {path for path in found if not path.startswith(cls.ignored)}
 
     @classmethod
     @contextlib.contextmanager
@@ -166,13 +186,20 @@ class FilesRead:
                 cls._active[me] = outer
 
 
-def files_state(paths: set[str]) -> dict[str, str | None]:
-    """The :func:`~docexec.cache.fingerprint` of each path read that is not installed."""
-    return {
-        os.path.abspath(path): fingerprint(Path(path))
-        for path in sorted(paths)
-        if not _installed(path)
-    }
+class FileStates:
+    """The :func:`~docexec.cache.fingerprint` of files, each read once in a build."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str | None] = {}
+
+    def __call__(self, path: str) -> str | None:
+        if path not in self.known:
+            self.known[path] = fingerprint(Path(path))
+        return self.known[path]
+
+    def of(self, paths: set[str]) -> dict[str, str | None]:
+        """The state of each of ``paths`` that is not installed."""
+        return {path: self(path) for path in sorted(paths) if not _installed(path)}
 
 
 class JsonMemo:
@@ -204,7 +231,11 @@ class JsonMemo:
 class BlockHtml(JsonMemo):
     """What each block of one page rendered to, by :func:`block_key`:
     ``[html, conversions, files]``, ``conversions`` being how many markdown-exec counted
-    for it and ``files`` the :func:`files_state` of what its rendering read."""
+    for it and ``files`` the state of what rendering had read (:meth:`FilesRead.seen`)."""
+
+    def __init__(self, path: Path, states: FileStates) -> None:
+        super().__init__(path)
+        self.states = states
 
     def get(self, key: str) -> tuple[str, int] | None:
         found = super().get(key)
@@ -218,7 +249,7 @@ class BlockHtml(JsonMemo):
         ):
             return None
         for path, state in found[2].items():
-            if not isinstance(path, str) or fingerprint(Path(path)) != state:
+            if not isinstance(path, str) or self.states(path) != state:
                 return None
         return found[0], found[1]
 
@@ -308,7 +339,10 @@ class TemplateBytecode(FileSystemBytecodeCache):
         key = self.get_cache_key(name, filename)
         checked = f"{source}\0{_jinja_settings(environment)}\0{self.code}"
         bucket = Bucket(environment, key, hashlib.sha1(checked.encode()).hexdigest())
-        self.load_bytecode(bucket)
+        if _own_filters(environment):
+            bucket.kept = False  # compiled every time, never stored
+        else:
+            self.load_bytecode(bucket)
         return bucket
 
     def load_bytecode(self, bucket: Bucket) -> None:
@@ -318,8 +352,29 @@ class TemplateBytecode(FileSystemBytecodeCache):
             bucket.reset()
 
     def dump_bytecode(self, bucket: Bucket) -> None:
-        with contextlib.suppress(OSError):
-            super().dump_bytecode(bucket)
+        if getattr(bucket, "kept", True):
+            with contextlib.suppress(OSError):
+                super().dump_bytecode(bucket)
+
+
+def _own_filters(environment: Any) -> bool:
+    """Whether a filter or test of ``environment`` is the repository's (a hook's, say).
+
+    Jinja may apply a filter to a constant as it compiles; what the result depends on
+    (the site's configuration, a file) no key sees. Installed ones are trusted to be
+    what their version says.
+    """
+    functions = [*environment.filters.values(), *environment.tests.values()]
+    return any(not _installed_module(getattr(f, "__module__", None)) for f in functions)
+
+
+@functools.cache
+def _installed_module(name: str | None) -> bool:
+    module = sys.modules.get(name or "")
+    file = getattr(module, "__file__", None)
+    if name in sys.builtin_module_names or (module is not None and file is None):
+        return True
+    return isinstance(file, str) and _installed(file)
 
 
 def jinja_cache(folder: Path, environment: str, name: str, code: str) -> TemplateBytecode | None:

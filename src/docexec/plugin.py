@@ -66,9 +66,9 @@ from docexec.fences import Fence, FenceError, scan_fences, take_options
 from docexec.memo import (
     BlockHtml,
     FilesRead,
+    FileStates,
     SearchEntries,
     block_key,
-    files_state,
     jinja_cache,
     local_code,
     markdown_fingerprint,
@@ -339,6 +339,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         # and the hooks are loaded.
         self.code = local_code(self.root)
         self.markdown_key = markdown_fingerprint(config, self.cache.environment, self.code)
+        self.states = FileStates()
+        FilesRead.ignored = tuple(
+            os.path.join(os.path.abspath(folder), "")
+            for folder in (self.cache.folder, config.site_dir)
+        )
         search = SearchEntries(self.cache.folder / "search.json")
         for plugin in config.plugins.values():
             if search.attach(getattr(plugin, "search_index", None)):
@@ -388,13 +393,15 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         )
         self.page = PageRun(path, lines, fences, key)
         if fences and self.cache is not None:
-            self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"))
+            self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"), self.states)
             try:
                 self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
             except CacheMiss as miss:
                 self.page.why = str(miss)
                 if miss.unreadable:
                     log.info(f"{path}: {miss}; running the page")
+        if self.cache is not None:
+            FilesRead.start()  # what the page's rendering reads (see docexec.memo)
         return annotated
 
     def on_page_content(self, html, *, page, config, files):
@@ -472,6 +479,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close(kill=True)
 
     def _close(self, kill: bool = False) -> None:
+        FilesRead.stop()
         page, self.page = self.page, None
         if page is not None:
             page.close(kill=kill)
@@ -612,7 +620,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         count = MarkdownConverter.counter
         block = block_for(kwargs["code"], kwargs.get("session"))
         recorded = self._recorded(run_, block)
-        if recorded and not rememberable(recorded[0]):
+        if recorded and not (FilesRead.works() and rememberable(recorded[0])):
             recorded = None
         key = recorded and block_key(self.markdown_key, count, kind, kwargs, *recorded)
         if key and run_.html is not None and (remembered := run_.html.get(key)) is not None:
@@ -651,17 +659,22 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             return output
 
         before = dict(_reported_headings(kwargs["md"]))
-        with FilesRead.recording() as read:
-            html = base_format(language=kind, run=run, **kwargs)
+        html = base_format(language=kind, run=run, **kwargs)
         # Headings in an output go to the page's table of contents as well as into its
         # HTML (markdown-exec may register what records them only now): such a block is
         # always rendered.
         headings = _reported_headings(kwargs["md"])
         added = any(found for at, found in headings.items() if before.get(at) is not found)
-        if ran and run_.html is not None and not added and rememberable(ran[0], str(html)):
+        if (
+            ran
+            and run_.html is not None
+            and not added
+            and FilesRead.works()
+            and rememberable(ran[0], str(html))
+        ):
             key = block_key(self.markdown_key, count, kind, kwargs, *ran)
             conversions = MarkdownConverter.counter - count
-            run_.html.put(key, [str(html), conversions, files_state(read)])
+            run_.html.put(key, [str(html), conversions, self.states.of(FilesRead.seen())])
         return html
 
     def _as_written(self, run: PageRun, fence: int, source: str) -> str:
