@@ -5,12 +5,13 @@ three memories spare MkDocs and its plugins work whose result is fixed by inputs
 that are checked on every build:
 
 - **Templates.** The theme's and mkdocstrings' Jinja templates are compiled once and
-  kept as bytecode (Jinja's own :class:`~jinja2.FileSystemBytecodeCache`, which
-  compares each template's source with the one the bytecode was made from), in a
-  folder per environment key, so another Jinja never reads them.
+  kept as bytecode (:class:`TemplateBytecode`, Jinja's file cache checking more than
+  each template's source: the environment's settings, filters and tests, and the
+  repository's own code), in a folder per environment key.
 - **Blocks' HTML.** What a replayed block renders to is a function of its output,
-  its options and the Markdown configuration: :class:`BlockHtml` keeps it per page,
-  under a key of all of those (see ``DocExecPlugin._format``).
+  its options, the Markdown configuration and the files extensions read as pages
+  render (:class:`FilesRead`): :class:`BlockHtml` keeps it per page, under a key of
+  all of those (see ``DocExecPlugin._format``).
 - **Search entries.** Material's search plugin parses every page's HTML into
   sections on every build; :class:`SearchEntries` keeps the entries a page gave,
   under a key of everything the plugin reads from the page (its HTML, table of
@@ -85,10 +86,29 @@ def _installed(path: str) -> bool:
     return os.path.realpath(path).startswith(_installed_folders())
 
 
-#: The source of each module as :func:`local_code` first saw it, which is the source it
-#: runs: MkDocs loads a hook once per process, and an edit under ``mkdocs serve`` takes
-#: effect only in the next process.
+#: For each module, its file and its source as :func:`local_code` first saw them (which
+#: is the source it runs: MkDocs loads a hook once per process, and an edit under
+#: ``mkdocs serve`` takes effect only in the next process); ``None`` for a module that
+#: is not a Python file of its own, or is installed. Looked at once per module: a
+#: rebuild under serve goes over the same thousand modules again.
 _LOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _loaded(module: object) -> tuple[str, str] | None:
+    try:
+        if module in _LOADED:
+            return _LOADED[module]
+    except TypeError:  # a module object that takes no weak reference: not remembered
+        return _source(module)
+    found = _LOADED[module] = _source(module)
+    return found
+
+
+def _source(module: object) -> tuple[str, str] | None:
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py") or _installed(file):
+        return None
+    return os.path.realpath(file), fingerprint(Path(file)) or "missing"
 
 
 def local_code(root: Path) -> str:
@@ -102,18 +122,9 @@ def local_code(root: Path) -> str:
     inside = os.path.join(os.path.realpath(root), "")
     sources = []
     for name, module in sorted(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if not isinstance(file, str) or not file.endswith(".py"):
-            continue
-        if not os.path.realpath(file).startswith(inside) or _installed(file):
-            continue
-        try:
-            source = _LOADED.get(module)
-            if source is None:
-                source = _LOADED[module] = fingerprint(Path(file)) or "missing"
-        except TypeError:  # a module object that takes no weak reference
-            source = fingerprint(Path(file))
-        sources.append((name, source))
+        found = _loaded(module)
+        if found is not None and found[0].startswith(inside):
+            sources.append((name, found[1]))
     return digest(sources)
 
 
@@ -169,9 +180,10 @@ class FilesRead:
 
     @classmethod
     def seen(cls) -> set[str]:
-        """What was read so far: by earlier pages, and by this one until now."""
+        """What was read so far, by earlier pages and by this one until now, that is
+        neither installed nor in an ignored folder."""
         found = cls.ever | cls._active.get(threading.get_ident(), set())
-        return {path for path in found if not path.startswith(cls.ignored)}
+        return {path for path in found if not path.startswith(cls.ignored) and not _installed(path)}
 
     @classmethod
     @contextlib.contextmanager
@@ -198,8 +210,8 @@ class FileStates:
         return self.known[path]
 
     def of(self, paths: set[str]) -> dict[str, str | None]:
-        """The state of each of ``paths`` that is not installed."""
-        return {path: self(path) for path in sorted(paths) if not _installed(path)}
+        """The state of each of ``paths``."""
+        return {path: self(path) for path in sorted(paths)}
 
 
 class JsonMemo:

@@ -647,7 +647,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 ) from error
 
         def run_block(source: str, session: str | None) -> str:
-            block = block_for(source, session)
+            # markdown-exec passes the fence's code as it came (no transform_source).
+            if (source, session) != (kwargs["code"], kwargs.get("session")):
+                raise ExampleError(f"{run_.path}:{fence}: markdown-exec changed the code")
             started = time.perf_counter()
             output, raised = self._replayed(run_, block)
             if output is None:
