@@ -31,15 +31,17 @@ setup: $(STAMP)
 
 # Everything but torch comes hash-checked from the lock (LOCK: requirements.txt, and the
 # build backend in requirements-build.txt); then the project itself, editable, whose only
-# other requirement, torch (pinned in pyproject.toml), comes from TORCH_INDEX or PyPI.
+# other requirement, torch (pinned in pyproject.toml), comes from TORCH_INDEX or PyPI,
+# and the docexec plugin from its own folder (docexec/), editable, as a distribution of
+# its own: the site uses it as any site would.
 # Built with the locked setuptools (no isolation), so nothing unlocked is installed;
 # `pip check` fails on a lock that no longer fits.
 LOCK := requirements.txt requirements-build.txt
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml docexec/pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --require-hashes $(addprefix --requirement ,$(LOCK))
 	$(PIP) install --quiet $(TORCH_INDEX_ARGS) $(if $(TORCH_INDEX),--retries 1) \
-		--no-build-isolation --editable '.[docs,test]'
+		--no-build-isolation --editable '.[docs,test]' --editable ./docexec
 	$(PIP) check
 	touch $(STAMP)
 
@@ -68,8 +70,8 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src docexec tests
+	$(BIN)/ruff format --check src docexec tests
 
 # Rewrite the lock with pip-compile (pip-tools), run from a venv of its own so it adds
 # nothing to .venv: every package `make setup` installs, with the hashes of all their

@@ -117,7 +117,9 @@ def main() -> None:
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="docexec-benchmark-") as scratch:
         root = copy_repository(Path(scratch) / "repo")
-        env = dict(env, PYTHONPATH=str(root / "src"))
+        env = dict(
+            env, PYTHONPATH=os.pathsep.join([str(root / "src"), str(root / "docexec" / "src")])
+        )
         build = [*MKDOCS, "build", "--strict", "--site-dir", str(Path(scratch) / "site")]
         cold = []
         for _ in range(RUNS):

@@ -39,6 +39,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "learnable-parameters"
 EXTRAS = ("docs", "test")
+# docexec, installed by `make setup` from its own folder beside the project.
+PLUGIN = "mkdocs-docexec"
 # torch comes from TORCH_INDEX; a CUDA build of it (TORCH_INDEX=) brings these along.
 OUTSIDE_THE_LOCK = re.compile(r"^(torch|nvidia-.*|triton|cuda-.*)$")
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
@@ -195,7 +197,7 @@ def test_every_pin_has_hashes_and_torch_is_left_to_its_index():
 
 def test_the_lock_is_exactly_what_the_project_installs_here():
     pins = locked()
-    needed = required(PROJECT, EXTRAS) - {PROJECT}
+    needed = (required(PROJECT, EXTRAS) | required(PLUGIN)) - {PROJECT, PLUGIN}
     needed = {name for name in needed if not OUTSIDE_THE_LOCK.match(name)} | {"setuptools"}
     assert sorted(needed - pins.keys()) == [], "installed but not locked: run `make lock`"
     assert sorted(pins.keys() - needed) == [], "locked but installed by nothing: run `make lock`"
@@ -208,7 +210,8 @@ def test_the_lock_is_exactly_what_the_project_installs_here():
 def test_the_lock_inputs_are_what_pyproject_toml_says():
     lock_inputs = runpy.run_path(str(ROOT / "scripts" / "lock-inputs"))["lock_inputs"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    expected = lock_inputs(pyproject, make("print-TORCH_INDEX").strip())
+    plugin = tomllib.loads((ROOT / "docexec" / "pyproject.toml").read_text())
+    expected = lock_inputs(pyproject, make("print-TORCH_INDEX").strip(), plugin)
     assert {name: (ROOT / name).read_text() for name in expected} == expected, (
         "the lock's inputs are not pyproject.toml's requirements: run `make lock`"
     )
