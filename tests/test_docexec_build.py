@@ -23,6 +23,7 @@ theme: mkdocs
 plugins:
   - docexec:
       timeout: {timeout}
+      preload: [torch]
   - markdown-exec:
       languages: [python, pycon]
 markdown_extensions:

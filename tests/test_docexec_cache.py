@@ -30,6 +30,7 @@ theme: mkdocs
 plugins:
   - docexec:
       seed: {seed}
+      preload: [torch]
   - markdown-exec:
       languages: [python, pycon]
 markdown_extensions:

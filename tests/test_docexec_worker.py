@@ -31,7 +31,7 @@ def page(tmp_path):
     """A page's process for a repository at ``tmp_path``; closed after the test."""
     (tmp_path / "docs").mkdir()
     (tmp_path / PAGE).write_text("# The page these blocks stand for\n")
-    worker = PageWorker(tmp_path, PAGE, seed=0)
+    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch",))
     yield worker
     worker.close(kill=True)
 
@@ -143,7 +143,7 @@ def test_a_process_still_running_at_the_end_of_its_block_fails_it(page):
 
 def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
     (tmp_path / "docs").mkdir()
-    worker = PageWorker(tmp_path, PAGE, seed=0)
+    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch",))
     run(worker, python("import atexit\natexit.register(print, 'bye')"))
     worker.close()
     assert worker.atexit_output == "bye\n"
@@ -156,7 +156,7 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
 def test_no_process_a_page_started_outlives_it(tmp_path, how):
     (tmp_path / "docs").mkdir()
     marker = f"{7000 + len(how)}.{os.getpid() % 1000}"
-    worker = PageWorker(tmp_path, PAGE, seed=0)
+    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch",))
     start = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=False)"
     if how == "escaped":  # a session of its own, and a grandchild left to init
         escape = (
@@ -182,7 +182,7 @@ def test_no_process_a_page_started_outlives_it(tmp_path, how):
 def test_a_page_runs_in_a_fresh_folder_and_reads_the_repository_by_its_root(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "data.txt").write_text("repository data")
-    worker = PageWorker(tmp_path, PAGE, seed=0)
+    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch",))
     try:
         out = run(
             worker,

@@ -15,6 +15,8 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.util
 import math
 import os
 import platform
@@ -29,6 +31,7 @@ from typing import Any
 
 import markdown_exec
 import yaml
+from jinja2 import Template
 from markdown_exec import (
     InsertHeadings,
     MarkdownConverter,
@@ -41,6 +44,7 @@ from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
+from mkdocs.structure.files import File
 from mkdocs.utils import write_file
 from mkdocs.utils.meta import YAML_RE
 from pymdownx.superfences import SuperFencesException
@@ -110,6 +114,12 @@ class DocExecConfig(Config):
     package = config_options.Optional(config_options.Type(str))
     """The project's package with the extras readers need (``name[extra]``): its wheel is
     published at the site's root, and every page that runs code says how to install it."""
+    preload = config_options.ListOfItems(config_options.Type(str), default=[])
+    """Modules the fork server imports once, so that each page's process starts with them
+    (``[torch]``): their distributions' versions are named in every page's stamp."""
+    provenance = config_options.Type(bool, default=True)
+    """End every page that runs code with a note saying how its outputs were made, with
+    its notebook and script, and add the plugin's stylesheet for it."""
 
 
 def _check_front_matter(path: str, raw: str) -> None:
@@ -134,12 +144,22 @@ def _check_front_matter(path: str, raw: str) -> None:
         )
 
 
-def _docstring_place(md, code: str, root: Path) -> str:
-    """``src/<module>.py:<line>`` of a block in a docstring mkdocstrings is rendering, or ``""``.
+def _mkdocstrings_paths(config, root: Path) -> list[str]:
+    """Where mkdocstrings' python handler finds the code it documents (its ``paths``
+    option, relative to ``mkdocs.yml``), for naming the file of a docstring's block."""
+    plugin = config.plugins.get("mkdocstrings")
+    handlers = (getattr(plugin, "config", None) or {}).get("handlers") or {}
+    paths = (handlers.get("python") or {}).get("paths") or ["."]
+    return [str((root / path).resolve()) for path in paths]
+
+
+def _docstring_place(md, code: str, root: Path, paths: list[str]) -> str:
+    """``<file>.py:<line>`` of a block in a docstring mkdocstrings is rendering, or ``""``.
 
     mkdocstrings tells its Markdown the object it renders (the id prefix of its
     headings); griffe, which mkdocstrings reads the code with, finds that object's
-    file without importing it, where the block's first line is looked for.
+    file without importing it, in ``paths`` (the handler's own) then ``sys.path``,
+    and the block's first line is looked for there.
     """
     processors = getattr(md, "treeprocessors", None)
     if processors is None or "mkdocstrings_ids" not in processors:
@@ -148,7 +168,7 @@ def _docstring_place(md, code: str, root: Path) -> str:
     try:
         import griffe
 
-        found = griffe.load(name, search_paths=[str(root), str(root / "src"), *sys.path])
+        found = griffe.load(name, search_paths=[*paths, *sys.path])
         file = Path(found.filepath).resolve()
         lines = file.read_text().split("\n")
     except Exception:  # noqa: BLE001 - no place to name is no reason to fail differently
@@ -209,13 +229,55 @@ def git_commit(root: Path) -> str:
     return _git(root, "rev-parse", "--short=12", "HEAD") or "unknown"
 
 
-def build_stamp(root: Path) -> str:
-    """What produced a page's output: Python, torch and the commit, all fixed per commit."""
+def preloaded_distributions(preload: list[str]) -> list[str]:
+    """``name version`` of each distribution that provides a module of ``preload``."""
+    providers = metadata.packages_distributions()
+    found: dict[str, None] = {}
+    for module in preload:
+        for name in providers.get(module.split(".")[0], []):
+            found[f"{name} {metadata.version(name).split('+')[0]}"] = None
+    return list(found)
+
+
+def build_stamp(root: Path, preload: list[str]) -> str:
+    """What produced a page's output: Python, the preloaded distributions and the commit,
+    all fixed per commit (``Python 3.11.7, torch 2.13.0, commit 0123456789ab``)."""
+    return ", ".join(
+        [
+            f"Python {platform.python_version()}",
+            *preloaded_distributions(preload),
+            f"commit {git_commit(root)}",
+        ]
+    )
+
+
+def check_platform() -> None:
+    """Fail at start, in one line, where a page's processes could not be watched and ended.
+
+    docexec lists a page's processes in ``/proc`` (to end them all with the page, and
+    to fail a block that leaves one running) and asks Linux's ``prctl`` to end them
+    with the build: both are Linux's.
+    """
+    missing = []
+    if not os.path.isdir(f"/proc/{os.getpid()}/task"):
+        missing.append("/proc")
     try:
-        torch_version = metadata.version("torch").split("+")[0]
-    except metadata.PackageNotFoundError:  # pragma: no cover - torch is a dependency
-        torch_version = "not installed"
-    return f"Python {platform.python_version()}, torch {torch_version}, commit {git_commit(root)}"
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        prctl = None
+    if prctl is None:
+        missing.append("prctl")
+    if missing:
+        raise PluginError(
+            f"docexec runs pages on Linux only: this {platform.system() or 'system'} has no "
+            f"{' and no '.join(missing)}, which docexec needs to find and end every process "
+            "a page starts"
+        )
+
+
+#: The note that ends every page that runs code, and its stylesheet, shipped with docexec.
+ASSETS = Path(__file__).resolve().parent / "assets"
+STYLESHEET = "assets/docexec.css"
 
 
 @dataclass
@@ -297,7 +359,20 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.root = Path(config.config_file_path).resolve().parent
         self.page: PageRun | None = None
         self.exports: dict[str, tuple[str, PageExport]] = {}
-        self.stamp = build_stamp(self.root)
+        check_platform()
+        self.stamp = build_stamp(self.root, self.config.preload)
+        for module in self.config.preload:
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                raise PluginError(
+                    f"mkdocs.yml: plugins.docexec.preload names {module!r}, which is not "
+                    "installed in the environment MkDocs runs in"
+                )
+        self.provenance = Template(
+            (ASSETS / "provenance.html").read_text(), autoescape=False, keep_trailing_newline=True
+        )
+        if self.config.provenance and STYLESHEET not in config.extra_css:
+            config.extra_css.append(STYLESHEET)
+        self.mkdocstrings_paths = _mkdocstrings_paths(config, self.root)
         try:
             self.package = self.config.package and reader_package(
                 self.root, self.config.package, config.site_url or ""
@@ -355,6 +430,13 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 handler.env.bytecode_cache = jinja_cache(
                     self.cache.folder, self.cache.environment, f"mkdocstrings-{name}", self.code
                 )
+
+    def on_files(self, files, *, config):
+        if self.config.provenance and files.get_file_from_path(STYLESHEET) is None:
+            files.append(
+                File.generated(config, STYLESHEET, abs_src_path=str(ASSETS / "docexec.css"))
+            )
+        return files
 
     def on_env(self, env, *, config, files):
         if self.cache is not None:
@@ -437,14 +519,10 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         stem = Path(page.file.src_uri).stem
         folder = Path(page.file.dest_uri).parent
         self.exports[(folder / stem).as_posix()] = (stem, export)
-        return html + (
-            '\n<aside class="docexec-provenance" aria-label="How this page was made">\n'
-            f"<p>Every output on this page was produced when the site was built, with "
-            f"{self.stamp}. Run it yourself: "
-            f'<a href="{stem}.ipynb" download>{stem}.ipynb</a> (Jupyter notebook) or '
-            f'<a href="{stem}.py" download>{stem}.py</a> (script).</p>\n'
-            f"{install_html(self.package) if self.package else ''}</aside>\n"
-        )
+        if not self.config.provenance:
+            return html
+        install = install_html(self.package) if self.package else ""
+        return html + self.provenance.render(stamp=self.stamp, stem=stem, install=install)
 
     def _page_export(self, page, run: PageRun) -> PageExport:
         export = PageExport(title=page.title or page.file.src_uri)
@@ -555,7 +633,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             return ""  # a fence inside an HTML comment: never run, nothing shown
         fence = options.line
         if fence == 0:
-            where = _docstring_place(kwargs.get("md"), kwargs.get("code", ""), self.root)
+            where = _docstring_place(
+                kwargs.get("md"), kwargs.get("code", ""), self.root, self.mkdocstrings_paths
+            )
             raise ExampleError(
                 f"{where or run_.path}: an executable {kind} block in a docstring "
                 f"(shown on {run_.path}) is not run: docexec runs the blocks of a page's "
@@ -728,7 +808,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     def _run(self, run: PageRun, block: Block, timeout: float) -> tuple[str, list[int]]:
         """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
         if run.worker is None:
-            run.worker = PageWorker(self.root, run.path, self.config.seed)
+            run.worker = PageWorker(
+                self.root, run.path, self.config.seed, tuple(self.config.preload)
+            )
         fence = block.first_line - 1
         try:
             result = run.worker.run(block, timeout)

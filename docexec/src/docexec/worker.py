@@ -15,7 +15,9 @@ import atexit
 import contextlib
 import ctypes
 import faulthandler
+import importlib.abc
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.util  # registers its exit handler now, before ours (see context)
 import os
 import random
@@ -28,9 +30,11 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from types import ModuleType
 
 from docexec.session import (
     AddressStabilizer,
@@ -46,9 +50,6 @@ from docexec.session import (
     run_python,
     track_threads,
 )
-
-#: Modules the fork server imports once, so each page's process starts warm.
-PRELOAD = ["torch"]
 
 #: Seconds a stopped block gets to unwind before its process is killed.
 GRACE = 2.0
@@ -94,26 +95,74 @@ class Block:
         }
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators, and pin torch to one thread.
+def _seed_numpy(numpy: ModuleType, seed: int) -> None:
+    numpy.random.seed(seed)
 
-    One thread makes float reductions run in the same order on every machine,
-    so printed tensors are the same bytes everywhere.
+
+def _seed_torch(torch: ModuleType, seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+
+
+#: The generators a page's process seeds beyond Python's own, by the module that holds them.
+SEEDERS: dict[str, Callable[[ModuleType, int], None]] = {
+    "numpy": _seed_numpy,
+    "torch": _seed_torch,
+}
+
+
+class _SeedOnImport(importlib.abc.MetaPathFinder):
+    """Seeds a module of :data:`SEEDERS` the moment its import has run, before the page's
+    next line: a page that imports NumPy or torch itself draws the same numbers as one
+    whose fork server preloaded them, and a page that never imports them pays nothing."""
+
+    def __init__(self, pending: dict[str, Callable[[ModuleType, int], None]], seed: int) -> None:
+        self.pending = pending
+        self.seed = seed
+
+    def find_spec(self, name: str, path: object, target: object = None):
+        if name not in self.pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        seeder, seed, run = self.pending.pop(name), self.seed, loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            seeder(module, seed)
+
+        # The loader itself stays the module's (importlib.resources and friends ask it).
+        loader.exec_module = exec_module
+        return spec
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's generator, and NumPy's and torch's where a page has them.
+
+    A module already imported (preloaded by the fork server) is seeded now; one the
+    page imports later is seeded as its import ends (:class:`_SeedOnImport`); one that
+    is not installed is never imported for it. torch also runs on one thread: float
+    reductions then add up in the same order on every machine, so printed tensors are
+    the same bytes everywhere.
     """
     random.seed(seed)
-    try:
-        import numpy
-
-        numpy.random.seed(seed)
-    except ImportError:  # pragma: no cover - numpy ships with the docs extras
-        pass
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
+    pending = {}
+    for name, seeder in SEEDERS.items():
+        if name in sys.modules:
+            seeder(sys.modules[name], seed)
+        else:
+            pending[name] = seeder
+    if pending:
+        sys.meta_path.insert(0, _SeedOnImport(pending, seed))
 
 
 #: Audit events after which the process may die at once: the caller's line is noted.
@@ -605,24 +654,36 @@ class PageWorker:
         root: The repository root.
         page: The page's path relative to ``root``, such as ``docs/index.md``.
         seed: The seed the process starts from.
+        preload: Modules the fork server imports once, before it forks each page's
+            process (the plugin's ``preload`` option), so that a page starts warm.
     """
 
     _context = None
+    _preload: tuple[str, ...] | None = None
 
     @classmethod
-    def context(cls) -> multiprocessing.context.BaseContext:
-        """The fork-server context all workers start from, made once per process."""
+    def context(cls, preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+        """The fork-server context all workers start from, its server importing ``preload``.
+
+        One server per process; a build that asks for other modules than the running
+        server imported (another site built in the same process) gets a new server,
+        once no page process of the old one is left.
+        """
         if cls._context is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(PRELOAD)
-            cls._context = context
+            cls._context = multiprocessing.get_context("forkserver")
             # After multiprocessing registered its own exit handler (which waits for
             # every non-daemonic child), so that this one runs first and ends them.
             atexit.register(_close_live_workers)
+        preload = tuple(preload)
+        if preload != cls._preload:
+            if cls._preload is not None and not _LIVE:
+                multiprocessing.forkserver._forkserver._stop()
+            cls._context.set_forkserver_preload(list(preload))
+            cls._preload = preload
         return cls._context
 
-    def __init__(self, root: Path, page: str, seed: int) -> None:
-        context = self.context()
+    def __init__(self, root: Path, page: str, seed: int, preload: tuple[str, ...] = ()) -> None:
+        context = self.context(preload)
         self.page = page
         self.folder = tempfile.mkdtemp(prefix="docexec-page-")
         handle, self._crash_file = tempfile.mkstemp(prefix="docexec-crash-")

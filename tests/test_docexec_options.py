@@ -1,0 +1,165 @@
+"""docexec's options instead of one site's assumptions: preload, seeding, stamp, provenance.
+
+A site that adds docexec gets no module preloaded, its pages seeded wherever they
+import NumPy or torch, a stamp naming what it preloaded, the provenance note with the
+plugin's own stylesheet (or neither), and docstring blocks placed by mkdocstrings' own
+``paths``; on a system docexec cannot watch processes on, one error at start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from conftest import build_in_process
+from mkdocs.exceptions import PluginError
+
+from docexec import plugin
+from docexec.worker import Block, PageWorker
+
+PAGE = "docs/page.md"
+
+#: What a page prints of each generator: NumPy's, torch's and torch's thread count.
+DRAWS = "import numpy, torch\nprint(numpy.random.rand(2), torch.rand(3), torch.get_num_threads())"
+
+
+def run_page(root: Path, source: str, preload: tuple[str, ...]) -> str:
+    (root / "docs").mkdir(exist_ok=True)
+    (root / PAGE).write_text("# A page\n")
+    worker = PageWorker(root, PAGE, seed=0, preload=preload)
+    try:
+        return worker.run(Block("python", source, "", 2), timeout=120).output
+    finally:
+        worker.close(kill=True)
+
+
+def test_without_preload_a_page_that_never_imports_torch_never_loads_it(tmp_path):
+    output = run_page(
+        tmp_path, "import sys\nprint(sorted({'torch', 'numpy'} & set(sys.modules)))", ()
+    )
+    assert output == "[]\n"
+
+
+@pytest.mark.parametrize("preload", [(), ("torch",)], ids=["imported-by-the-page", "preloaded"])
+def test_a_page_draws_the_seeded_numbers_whether_it_or_the_server_imports_torch(tmp_path, preload):
+    # What a fresh interpreter draws after seeding both generators as docexec promises.
+    seeded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import numpy, torch\nnumpy.random.seed(0)\ntorch.manual_seed(0)\n"
+            "torch.set_num_threads(1)\n" + DRAWS.split("\n", 1)[1],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert run_page(tmp_path, DRAWS, preload) == seeded
+
+
+def test_the_stamp_names_the_distributions_of_the_preloaded_modules(tmp_path):
+    torch = f"torch {metadata.version('torch').split('+')[0]}"
+    assert torch in plugin.build_stamp(tmp_path, ["torch"])
+    assert "torch" not in plugin.build_stamp(tmp_path, [])
+    assert plugin.build_stamp(tmp_path, []).startswith("Python 3.")
+    # A module is named by the distribution that provides it.
+    assert plugin.preloaded_distributions(["sklearn.linear_model"]) == [
+        f"scikit-learn {metadata.version('scikit-learn')}"
+    ]
+
+
+def test_a_system_without_proc_fails_at_start_in_one_line(monkeypatch):
+    real = plugin.os.path.isdir
+    monkeypatch.setattr(
+        plugin.os.path, "isdir", lambda path: False if str(path).startswith("/proc") else real(path)
+    )
+    with pytest.raises(PluginError) as caught:
+        plugin.check_platform()
+    assert "\n" not in str(caught.value)
+    assert "Linux only" in str(caught.value) and "/proc" in str(caught.value)
+
+
+SITE = """\
+site_name: options test
+strict: true
+theme: mkdocs
+plugins:
+  - docexec{options}
+  - markdown-exec:
+      languages: [python, pycon]
+markdown_extensions:
+  - pymdownx.superfences
+"""
+PAGE_TEXT = '# Home\n\n```pycon exec="on"\n>>> 6 * 7\n```\n'
+
+
+def build_site(root: Path, options: str = "", page: str = PAGE_TEXT):
+    (root / "mkdocs.yml").write_text(SITE.format(options=options))
+    (root / "docs").mkdir(exist_ok=True)
+    (root / "docs" / "index.md").write_text(page)
+    return build_in_process(root)
+
+
+def test_a_preload_that_is_not_installed_fails_at_start_naming_it(tmp_path):
+    result = build_site(tmp_path, ":\n      preload: [no_such_module_here]")
+    assert result.returncode == 1
+    assert "plugins.docexec.preload names 'no_such_module_here'" in result.log
+    assert not (tmp_path / "site").exists()
+
+
+def test_the_provenance_note_comes_with_the_plugins_stylesheet(tmp_path):
+    result = build_site(tmp_path)
+    assert result.returncode == 0, result.log
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert '<aside class="docexec-provenance"' in html
+    assert 'href="assets/docexec.css"' in html
+    shipped = Path(plugin.__file__).parent / "assets" / "docexec.css"
+    assert (tmp_path / "site" / "assets" / "docexec.css").read_bytes() == shipped.read_bytes()
+
+
+def test_provenance_false_leaves_out_the_note_and_its_stylesheet(tmp_path):
+    result = build_site(tmp_path, ":\n      provenance: false")
+    assert result.returncode == 0, result.log
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "docexec-provenance" not in html and "docexec.css" not in html
+    assert not (tmp_path / "site" / "assets" / "docexec.css").exists()
+    from bs4 import BeautifulSoup
+
+    [block] = BeautifulSoup(html, "html.parser").select("pre")
+    assert block.get_text() == ">>> 6 * 7\n42\n"
+
+
+def test_a_docstring_block_is_found_where_mkdocstrings_paths_say(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "elsewhere.py").write_text(
+        textwrap.dedent(
+            '''\
+            """A module mkdocstrings finds in lib/."""
+
+
+            def helper():
+                """Help.
+
+                ```python exec="on"
+                print("from a docstring")
+                ```
+                """
+            '''
+        )
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# API\n\n::: elsewhere.helper\n")
+    (tmp_path / "mkdocs.yml").write_text(
+        SITE.format(options="").replace(
+            "markdown_extensions:\n",
+            "  - mkdocstrings:\n      handlers:\n        python:\n          paths: [lib]\n"
+            "markdown_extensions:\n  - toc\n",
+        )
+    )
+    result = build_in_process(tmp_path)
+    assert result.returncode == 1
+    assert "lib/elsewhere.py:8: " in result.log
