@@ -1,0 +1,254 @@
+"""Turn a page into a Jupyter notebook and a plain script a reader can run at home.
+
+The page's prose becomes Markdown cells (or comments), its executed blocks become
+code: a ``python`` block as one cell, a ``pycon`` block as one cell per ``>>>``
+statement (so each expression shows its value, as on the page), prompts stripped.
+A block that is meant to raise keeps its error: the notebook cell is tagged
+``raises-exception`` (which nbclient and Jupyter honour) and the script catches
+the exception and prints its traceback. A ``python`` block whose printed output the
+page renders as HTML (a figure) or as Markdown (a generated table) is drawn the same
+way in the notebook. Output is deterministic: cell ids are numbered, and no
+timestamps are written.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: A pymdownx.snippets include line: ``--8<-- "path"``.
+SNIPPET = re.compile(r'^(?P<indent>\s*)--8<--\s+"(?P<path>[^"]+)"\s*$')
+
+
+@dataclass
+class ExecutedBlock:
+    """One executed block, as the formatter saw it (snippets already expanded).
+
+    Attributes:
+        kind: ``"python"`` or ``"pycon"``.
+        source: The code that ran.
+        raises: The exception the block shows on purpose, if any.
+        raised: Which of its statements raised it (for ``pycon``; ``[0]`` for ``python``).
+        renders: How the page shows what a ``python`` block prints: ``"text"`` (a
+            code block), ``"html"`` or ``"markdown"``.
+    """
+
+    kind: str
+    source: str
+    raises: str | None = None
+    raised: list[int] = field(default_factory=list)
+    renders: str = "text"
+
+
+@dataclass
+class PageExport:
+    """The parts of one page, in order: prose strings and executed blocks."""
+
+    title: str
+    parts: list[str | ExecutedBlock] = field(default_factory=list)
+
+
+_LINES = re.compile(r"^(?P<file>.+?):(?P<start>\d*)(?::(?P<end>\d*))?$")
+
+
+def read_snippet(spec: str, base_paths: list[Path]) -> tuple[Path, int, str] | None:
+    """The file, first line and text a ``--8<-- "spec"`` line includes, as pymdownx.snippets.
+
+    ``spec`` is a path, or a path with a line range: ``file.py:3:5`` (lines 3 to 5),
+    ``file.py:3`` (3 to the end), ``file.py::5`` (1 to 5). ``None`` when no base path
+    holds the file.
+    """
+    candidates = [(spec, None, None)]
+    if match := _LINES.match(spec):
+        candidates.append((match["file"], match["start"], match["end"]))
+    for name, start, end in candidates:
+        for base in base_paths:
+            path = base / name
+            if path.is_file():
+                lines = path.read_text().rstrip("\n").split("\n")
+                first = int(start) if start else 1
+                last = int(end) if end else len(lines)
+                return path, first, "\n".join(lines[first - 1 : last])
+    return None
+
+
+def expand_snippets(text: str, base_paths: list[Path]) -> str:
+    """Replace ``--8<-- "file"`` lines with the file's text, as pymdownx.snippets does.
+
+    Args:
+        text: Markdown or code.
+        base_paths: Folders to look for the files in, in order.
+
+    Returns:
+        The text with every resolvable snippet line replaced.
+    """
+    lines = []
+    for line in text.split("\n"):
+        match = SNIPPET.match(line)
+        found = read_snippet(match.group("path"), base_paths) if match else None
+        if found is None:
+            lines.append(line)
+        else:
+            lines.extend(
+                match.group("indent") + part if part else part for part in found[2].split("\n")
+            )
+    return "\n".join(lines)
+
+
+def pycon_statements(source: str) -> list[str]:
+    """Split a ``pycon`` block into its statements, prompts removed."""
+    statements: list[list[str]] = []
+    for line in source.split("\n"):
+        if line.startswith(">>> ") or line == ">>>":
+            statements.append([line[4:]])
+        elif (line.startswith("... ") or line == "...") and statements:
+            statements[-1].append(line[4:])
+    return ["\n".join(s).rstrip() for s in statements if "\n".join(s).strip()]
+
+
+def _cells_of(block: ExecutedBlock) -> list[str]:
+    if block.kind == "pycon":
+        return pycon_statements(block.source)
+    return [block.source.strip("\n")]
+
+
+#: How a notebook cell shows printed output the page renders: IPython's display class.
+_DISPLAY = {"html": "HTML", "markdown": "Markdown"}
+
+
+def _notebook_code(code: str, renders: str) -> str:
+    """A cell's code; printed HTML or Markdown is captured and displayed as the page does."""
+    display = _DISPLAY.get(renders)
+    if display is None:
+        return code
+    body = "\n".join("    " + line if line else line for line in code.split("\n"))
+    return (
+        f"# The page shows what this prints as {display}, and so does this cell.\n"
+        f"from IPython.display import {display}\n"
+        "from IPython.utils.capture import capture_output\n\n"
+        f"with capture_output() as printed:\n{body}\n{display}(printed.stdout)"
+    )
+
+
+def to_notebook(page: PageExport, stamp: str, setup: str | None = None) -> str:
+    """The page as a Jupyter notebook (nbformat 4.5), as JSON text.
+
+    Args:
+        page: The page's parts.
+        stamp: A line saying what built it, put in the first cell.
+        setup: Code for a first code cell (installing what the notebook imports).
+
+    Returns:
+        The notebook, as deterministic JSON.
+    """
+    cells = [_markdown_cell(f"*{stamp}*")]
+    if setup:
+        cells.append(_code_cell(setup))
+    for part in page.parts:
+        if isinstance(part, str):
+            if part.strip():
+                cells.append(_markdown_cell(part.strip("\n")))
+            continue
+        for index, code in enumerate(_cells_of(part)):
+            raising = part.raises and index in part.raised
+            cell = _code_cell(
+                _notebook_code(code, part.renders if part.kind == "python" else "text"),
+                {"tags": ["raises-exception"]} if raising else {},
+            )
+            cells.append(cell)
+    for index, cell in enumerate(cells):
+        cell["id"] = f"cell-{index}"
+        cell["source"] = cell["source"].splitlines(keepends=True)
+    notebook = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _markdown_cell(text: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def _code_cell(code: str, metadata: dict | None = None) -> dict:
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": metadata or {},
+        "outputs": [],
+        "source": code,
+    }
+
+
+def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
+    """One statement for the script; a bare expression is printed, as the REPL shows it."""
+    if shows_values:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            tree = None
+        if tree and len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+            call = tree.body[0].value
+            is_print = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print"
+            if not is_print:
+                # A bare tuple (`a, b`) would become two arguments: give it parentheses.
+                # A trailing comment would swallow the closing bracket: end the line first
+                # (a `#` inside a string costs only a line break).
+                tail = "\n" if "#" in code else ""
+                bare = isinstance(call, ast.Tuple)
+                code = f"show(({code}{tail}))" if bare else f"show({code}{tail})"
+    if raises:
+        body = "\n".join("    " + line for line in code.split("\n"))
+        if isinstance(getattr(builtins, raises, None), type):
+            caught = f"except {raises}:  # the page shows this error on purpose"
+        else:  # not a builtin name: match it by class name, as the page's build did
+            caught = (
+                f"except Exception as error:  # the page shows a {raises} on purpose\n"
+                f"    if {raises!r} not in [c.__name__ for c in type(error).__mro__]:\n"
+                "        raise"
+            )
+        return f"try:\n{body}\n{caught}\n    traceback.print_exc(file=sys.stdout)"
+    return code
+
+
+def to_script(page: PageExport, stamp: str, setup: str | None = None) -> str:
+    """The page as a plain Python script: prose as comments, blocks as code.
+
+    Args:
+        page: The page's parts.
+        stamp: A line saying what built it, put in the header.
+        setup: Code to run first (a check that what the script imports is installed).
+
+    Returns:
+        The script's text.
+    """
+    out = [
+        f'"""{page.title}\n\n{stamp}\n"""',
+        "import sys\nimport traceback\n\n"
+        "show = sys.displayhook  # prints a value the way the >>> prompt does",
+    ]
+    if setup:
+        out.append(setup)
+    for part in page.parts:
+        if isinstance(part, str):
+            text = part.strip("\n")
+            if text.strip():
+                out.append("\n".join(f"# {line}".rstrip() for line in text.split("\n")))
+            continue
+        statements = [
+            _script_statement(
+                code, part.raises if index in part.raised else None, part.kind == "pycon"
+            )
+            for index, code in enumerate(_cells_of(part))
+        ]
+        out.append("\n".join(statements))
+    return "\n\n".join(out) + "\n"
