@@ -3,7 +3,8 @@
 `make site DOCS=properdocs` must give the pages `make site` gives, byte for byte, but
 for the ``<meta name="generator">`` tag that names the generator: the way off MkDocs
 1.x stays open (README, "Platform"). The MkDocs side is the session's built site;
-ProperDocs builds once more, into a folder of its own.
+ProperDocs builds once more, into a folder of its own, with docexec's cache off: every
+page runs again under ProperDocs, rather than replaying the records MkDocs just wrote.
 """
 
 from __future__ import annotations
@@ -80,11 +81,17 @@ def test_properdocs_builds_the_same_site_as_mkdocs(built_site, tmp_path):
             str(site),
         ],
         cwd=ROOT,
-        env=dict(os.environ, SOURCE_DATE_EPOCH=source_date_epoch(), SITE_URL=TEST_SITE_URL),
+        env=dict(
+            os.environ,
+            SOURCE_DATE_EPOCH=source_date_epoch(),
+            SITE_URL=TEST_SITE_URL,
+            DOCEXEC_CACHE="0",
+        ),
         capture_output=True,
         text=True,
         timeout=1800,  # a guard against a hung build, not a measurement
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert b"ProperDocs" in (site / "index.html").read_bytes()  # it was ProperDocs that built it
+    assert "reused" not in result.stderr and " ran " in result.stderr  # its pages ran
     assert differences(site_files(built_site), site_files(site)) == []
