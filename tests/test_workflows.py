@@ -233,7 +233,7 @@ def test_the_deploy_gate_checker_sees_an_ungated_deploy():
 CACHE_KEY_PARTS = {
     ".venv": [
         "steps.python.outputs.python-version",
-        "hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml')",
+        "hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml', 'docexec/pyproject.toml')",
     ],
     "~/.cache/ms-playwright": ["hashFiles('requirements.txt')"],
     ".cache/docexec": ["github.sha"],
@@ -284,7 +284,7 @@ def test_the_cache_checker_sees_the_old_shared_pip_cache_and_a_stale_key():
     assert cache_problems(workflows) == [
         "ci.yml lint: setup-python's cache (one key for every job)",
         "ci.yml test: the .venv cache key lacks ['steps.python.outputs.python-version', "
-        "\"hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml')\"]",
+        "\"hashFiles('requirements.txt', 'requirements-build.txt', 'pyproject.toml', 'docexec/pyproject.toml')\"]",
     ]
 
 
@@ -439,8 +439,14 @@ def test_newest_requirements_drops_every_pin():
         "pytest",
         "axe-playwright-python",
     ]
-    names = newest(tomllib.loads((ROOT / "pyproject.toml").read_text()))
-    assert "torch" in names and "mkdocs" in names and not any("=" in n for n in names)
+    plugin = {"project": {"dependencies": ["mkdocs>=1.6,<2", "markdown-exec>=1.10"]}}
+    assert newest(pyproject, plugin)[-2:] == ["axe-playwright-python", "markdown-exec"]
+    names = newest(
+        tomllib.loads((ROOT / "pyproject.toml").read_text()),
+        tomllib.loads((ROOT / "docexec" / "pyproject.toml").read_text()),
+    )
+    assert "torch" in names and "mkdocs" in names and "jinja2" in names
+    assert not any("=" in n for n in names) and len(names) == len(set(names))
 
 
 def run_zizmor(target: Path) -> subprocess.CompletedProcess:

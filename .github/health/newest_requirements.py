@@ -2,8 +2,9 @@
 
     pip install --upgrade $(python .github/health/newest_requirements.py)
 
-The project's dependencies and its docs and test extras, with every version pin and
-bound dropped (``torch==2.13.0`` becomes ``torch``), one name per line.
+The project's dependencies, its docs and test extras, and the docexec plugin's
+dependencies (docexec/pyproject.toml), with every version pin and bound dropped
+(``torch==2.13.0`` becomes ``torch``), one name per line, each once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+PLUGIN = Path(__file__).resolve().parents[2] / "docexec" / "pyproject.toml"
 EXTRAS = ("docs", "test")
 
 
@@ -24,13 +26,16 @@ def unpinned(requirement: str) -> str:
     return match.group(1)
 
 
-def newest_requirements(pyproject: dict) -> list[str]:
+def newest_requirements(pyproject: dict, plugin: dict | None = None) -> list[str]:
     project = pyproject["project"]
     requirements = [*project["dependencies"]]
     for extra in EXTRAS:
         requirements += project["optional-dependencies"][extra]
-    return [unpinned(requirement) for requirement in requirements]
+    if plugin is not None:
+        requirements += plugin["project"]["dependencies"]
+    return list(dict.fromkeys(unpinned(requirement) for requirement in requirements))
 
 
 if __name__ == "__main__":
-    print("\n".join(newest_requirements(tomllib.loads(PYPROJECT.read_text()))))
+    pyproject, plugin = (tomllib.loads(path.read_text()) for path in (PYPROJECT, PLUGIN))
+    print("\n".join(newest_requirements(pyproject, plugin)))
