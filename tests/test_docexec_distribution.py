@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import textwrap
 import venv
@@ -72,6 +73,10 @@ def plugin_venv(tmp_path_factory) -> Path:
     constraints = scratch / "constraints.txt"
     constraints.write_text(pins())
     # Built from a copy, so that nothing (build/, *.egg-info) lands in the checkout.
+    source = scratch / "docexec"
+    shutil.copytree(
+        PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     wheel_dir = scratch / "wheel"
     built = run(
         [
@@ -83,7 +88,7 @@ def plugin_venv(tmp_path_factory) -> Path:
             "--no-deps",
             "--wheel-dir",
             str(wheel_dir),
-            str(PLUGIN),
+            str(source),
         ],
         folder,
         scratch,
