@@ -15,7 +15,6 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import math
 import os
@@ -86,6 +85,7 @@ from docexec.package import (
     reader_package,
     script_install_check,
 )
+from docexec.processes import check_platform
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -251,30 +251,6 @@ def build_stamp(root: Path, preload: list[str]) -> str:
     )
 
 
-def check_platform() -> None:
-    """Fail at start, in one line, where a page's processes could not be watched and ended.
-
-    docexec lists a page's processes in ``/proc`` (to end them all with the page, and
-    to fail a block that leaves one running) and asks Linux's ``prctl`` to end them
-    with the build: both are Linux's.
-    """
-    missing = []
-    if not os.path.isdir(f"/proc/{os.getpid()}/task"):
-        missing.append("/proc")
-    try:
-        prctl = ctypes.CDLL(None).prctl
-    except (OSError, AttributeError):
-        prctl = None
-    if prctl is None:
-        missing.append("prctl")
-    if missing:
-        raise PluginError(
-            f"docexec runs pages on Linux only: this {platform.system() or 'system'} has no "
-            f"{' and no '.join(missing)}, which docexec needs to find and end every process "
-            "a page starts"
-        )
-
-
 #: The note that ends every page that runs code, and its stylesheet, shipped with docexec.
 ASSETS = Path(__file__).resolve().parent / "assets"
 STYLESHEET = "assets/docexec.css"
@@ -359,7 +335,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.root = Path(config.config_file_path).resolve().parent
         self.page: PageRun | None = None
         self.exports: dict[str, tuple[str, PageExport]] = {}
-        check_platform()
+        if missing := check_platform():
+            raise PluginError(missing)
         self.stamp = build_stamp(self.root, self.config.preload)
         for module in self.config.preload:
             if importlib.util.find_spec(module.split(".")[0]) is None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import _collections_abc
 import atexit
 import contextlib
-import ctypes
 import faulthandler
 import importlib.abc
 import multiprocessing
@@ -36,6 +35,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType
 
+from docexec.processes import (
+    command_line,
+    die_with_parent,
+    end_tree,
+    kill_below,
+    live_children,
+)
 from docexec.session import (
     AddressStabilizer,
     BlockResult,
@@ -228,33 +234,11 @@ class RunningLine:
             self.note(frame)
 
 
-def _children() -> set[int]:
-    """This process's live child processes (zombies, which have ended, left out)."""
-    alive = set()
-    for pid in _child_pids(os.getpid()):
-        try:
-            with open(f"/proc/{pid}/stat") as file:
-                state = file.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            alive.add(pid)
-    return alive
-
-
-def _command(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            return file.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "?"
-
-
 def _leftovers(before_children: set[int]) -> str:
     """What a block left running that would print into no block, or ``""``."""
     deadline = time.monotonic() + GRACE
     while True:
-        children = _children() - before_children
+        children = live_children() - before_children
         tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
         children.discard(tracker)
         threads = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
@@ -265,7 +249,7 @@ def _leftovers(before_children: set[int]) -> str:
     if children:
         pid = min(children)
         return (
-            f"a process it started (pid {pid}: {_command(pid)}) was still running when the "
+            f"a process it started (pid {pid}: {command_line(pid)}) was still running when the "
             "block ended; wait for it in the block, so that what it prints belongs to the block"
         )
     if threads:
@@ -274,50 +258,6 @@ def _leftovers(before_children: set[int]) -> str:
             "join it in the block, so that what it prints belongs to the block"
         )
     return ""
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the fork server (and so MkDocs) goes away, and to
-    make this process the parent of every orphan among its descendants (a child that
-    double-forks or starts a session of its own), so that none escapes the page."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-
-
-def _child_pids(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (any of its threads), as Linux lists them."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as file:
-                found.extend(int(child) for child in file.read().split())
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, children before their own children."""
-    found, todo = [], [pid]
-    while todo:
-        children = _child_pids(todo.pop())
-        found.extend(children)
-        todo.extend(children)
-    return found
-
-
-def kill_below(pid: int) -> None:
-    """Kill every process below ``pid``, whatever its group or session."""
-    for child in descendants(pid):
-        with contextlib.suppress(OSError):
-            os.kill(child, signal.SIGKILL)
-
-
-def end_tree(pid: int) -> None:
-    """Kill every process below ``pid``, then ``pid``'s process group (it leads one)."""
-    kill_below(pid)
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def _end_group(_signum: int = 0, _frame: object = None) -> None:
@@ -525,7 +465,7 @@ def serve(
     os.environ.clear()
     os.environ.update(environ)
     os.setsid()
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGTERM, _end_group)
     os.register_at_fork(after_in_child=_default_sigterm_in_child)
     signal.signal(signal.SIGUSR1, _raise_stop)
@@ -573,7 +513,7 @@ def serve(
             module = new_session_module(block.kind, page_file)
             if block.session:
                 sessions[block.session] = module
-        before = _children()
+        before = live_children()
         try:
             with track_threads(block.first_line - 1):
                 if block.kind == "pycon":
