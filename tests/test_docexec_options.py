@@ -172,3 +172,16 @@ def test_a_docstring_block_is_found_where_mkdocstrings_paths_say(tmp_path):
     result = build_in_process(tmp_path)
     assert result.returncode == 1
     assert "lib/elsewhere.py:8: " in result.log
+
+
+def test_warming_up_starts_the_fork_server_importing_what_it_preloads():
+    import multiprocessing.forkserver
+    import time
+
+    PageWorker.warm_up(("torch",))
+    pid = multiprocessing.forkserver._forkserver._forkserver_pid
+    assert pid is not None, "no fork server was started"
+    deadline = time.monotonic() + 120  # a guard, not a measurement
+    while "libtorch" not in Path(f"/proc/{pid}/maps").read_text():
+        assert time.monotonic() < deadline, "the fork server never imported torch"
+        time.sleep(0.1)

@@ -424,6 +424,10 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     def on_serve(self, server, *, config, builder):
         poll_quickly(server)
+        # The fork server starts now, importing what it preloads while the author reads
+        # the first build, not when the first edit needs a page run (after a build
+        # that replayed every page, none has started it yet).
+        PageWorker.warm_up(tuple(self.config.preload))
         return server
 
     # Pages ------------------------------------------------------------------

@@ -622,6 +622,13 @@ class PageWorker:
             cls._preload = preload
         return cls._context
 
+    @classmethod
+    def warm_up(cls, preload: tuple[str, ...] = ()) -> None:
+        """Start the fork server now; it imports ``preload`` in its own process, so this
+        returns at once and the first page forked later starts warm."""
+        cls.context(preload)
+        multiprocessing.forkserver.ensure_running()
+
     def __init__(self, root: Path, page: str, seed: int, preload: tuple[str, ...] = ()) -> None:
         context = self.context(preload)
         self.page = page
