@@ -471,3 +471,62 @@ def test_zizmor_flags_a_bad_workflow(tmp_path):
     result = run_zizmor(workflows)
     assert result.returncode != 0
     assert "unpinned-uses" in result.stdout and "dangerous-triggers" in result.stdout
+
+
+def shard_pipeline_problems(jobs: dict) -> list[str]:
+    """How the pages' runs could miss the site: unsharded, unmerged, or merged too late."""
+    problems = []
+    shards = runs(jobs.get("shards", {}))
+    if "vars.DOCEXEC_SHARDS" not in str(jobs.get("shards", {})) or "GITHUB_OUTPUT" not in shards:
+        problems.append("no job lists the shards from DOCEXEC_SHARDS")
+    execute = jobs.get("execute", {})
+    matrix = (execute.get("strategy") or {}).get("matrix") or {}
+    if "needs.shards.outputs.list" not in str(matrix.get("shard", "")):
+        problems.append("the execute job is not a matrix over the shards")
+    if '-m docexec run --shard "$SHARD" --out shard-records' not in runs(execute):
+        problems.append("the execute job does not run its shard's pages")
+    (upload,) = uses(execute, "actions/upload-artifact") or [{"with": {}}]
+    if upload["with"].get("path") != "shard-records":
+        problems.append("the execute job does not upload its records")
+    site = jobs.get("site", {})
+    if "execute" not in site.get("needs", []):
+        problems.append("the site job does not wait for the shards")
+    steps = [str(step.get("uses") or step.get("run")) for step in site.get("steps", [])]
+    merged = [i for i, s in enumerate(steps) if s.startswith("actions/download-artifact@")]
+    built = [i for i, s in enumerate(steps) if "make site" in s]
+    if not merged or not built or merged[0] > built[0]:
+        problems.append("the site job does not merge the shards' records before make site")
+    return problems
+
+
+def test_pages_run_in_shards_whose_records_the_site_job_merges():
+    assert shard_pipeline_problems(jobs_of("ci.yml")) == []
+
+
+def test_the_shard_checker_sees_a_site_job_that_merges_nothing():
+    jobs = jobs_of("ci.yml")
+    jobs["site"]["needs"] = []
+    jobs["site"]["steps"] = [s for s in jobs["site"]["steps"] if "download-artifact" not in str(s)]
+    assert shard_pipeline_problems(jobs) == [
+        "the site job does not wait for the shards",
+        "the site job does not merge the shards' records before make site",
+    ]
+
+
+def test_the_shards_job_lists_k_of_n_for_json(tmp_path):
+    (step,) = jobs_of("ci.yml")["shards"]["steps"]
+    output = tmp_path / "output"
+    for count, expected in [("1", '["1/1"]'), ("3", '["1/3","2/3","3/3"]')]:
+        output.write_text("")
+        result = subprocess.run(
+            ["bash", "-c", step["run"]],
+            env={"SHARDS": count, "GITHUB_OUTPUT": str(output), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert output.read_text() == f"list={expected}\n"
+    bad = subprocess.run(
+        ["bash", "-c", step["run"]], env={"SHARDS": "two", "GITHUB_OUTPUT": str(output)}
+    )
+    assert bad.returncode == 1
