@@ -100,6 +100,7 @@ lock:
 benchmark: setup
 	$(BIN)/python benchmarks/page_times.py
 	$(BIN)/python benchmarks/build_and_serve.py
+	$(BIN)/python benchmarks/at_scale.py
 
 # The value of a variable, for a workflow: make --no-print-directory print-TORCH_INDEX.
 print-%:
