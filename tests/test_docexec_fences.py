@@ -228,3 +228,11 @@ def test_a_refused_fence_in_an_included_file_names_the_file_and_the_include(snip
     with pytest.raises(FenceError) as caught:
         scan_fences('# P\n\n--8<-- "fragment.md"\n', languages=["python"], **snippets)
     assert caught.value.place("docs/p.md") == "docs/fragment.md:3 (included at docs/p.md:3)"
+
+
+def test_includes_are_the_lines_pymdownx_snippets_reads(snippets):
+    quoted = scan_fences("--8<-- 'fragment.md'\n", **snippets)
+    assert [f.path for f in quoted.fences] == ["docs/fragment.md"]
+    # pymdownx.snippets takes no space after the closing quote: that line is text.
+    assert scan_fences('--8<-- "fragment.md" \n', **snippets).fences == []
+    assert scan_fences(';--8<-- "fragment.md"\n', **snippets).fences == []

@@ -35,8 +35,9 @@ _OPTION = re.compile(
     r"""(?:^|[\s{])(?P<key>exec|returncode|width)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s}]*))"""
 )
 _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
-#: A pymdownx.snippets include line: ``--8<-- "path"`` (the one reader is export's).
-_SNIPPET = re.compile(r'^(?P<indent>[ \t]*)-+8<-+[ \t]+"(?P<path>[^"]+)"[ \t]*$')
+#: A line pymdownx.snippets replaces with a file: ``--8<-- "path"`` (its files are read by
+#: :func:`docexec.export.read_snippet`).
+_SNIPPET = re.compile(r"""^(?P<indent>[ \t]*)-+8<-+[ \t]+(?P<q>["'])(?P<path>.+?)(?P=q)$""")
 
 #: Languages whose fences docexec runs (markdown-exec runs the others it is configured for).
 LANGUAGES = ("python", "py", "pycon")
