@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -859,6 +860,15 @@ def test_the_cache_key_covers_the_blocks_an_included_file_brings(tmp_path):
     first = build_for_markdown_exec(tmp_path, page)
     assert first.returncode == 0, first.log
     assert "ran 2 blocks" in first.log
+    # Recorded at their places: the md fence's block at its page line, the included one
+    # at the include's page line and, in its parts, at the file's line.
+    [record] = (tmp_path / ".cache/docexec").rglob("index.md.json")
+    record = json.loads(record.read_text())
+    assert record["lines"] == [4, 9]
+    assert [block["line"] for block in record["blocks"]] == [5, 4]
+    assert record["blocks"][1]["signature"]["parts"] == [
+        ["includes/fragment.md", 4, 'print("fragment says", 2 + 2)']
+    ]
     again = build_for_markdown_exec(tmp_path, page)
     assert "reused 2 blocks" in again.log
     assert "fragment says 4" in (tmp_path / "site/index.html").read_text()

@@ -438,14 +438,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         fences = scan.fences
         runs = [f for f in fences if not f.container]
         # The fences' text (files they include expanded), and where included ones stand
-        # in their files (a traceback names those lines).
-        key = digest(
-            [
-                expand_snippets("\n".join(lines[f.first : f.last + 1]), self.snippet_paths)
-                for f in runs
-            ],
-            [[f.path, f.file_line] for f in runs if f.path],
-        )
+        # in their files (a traceback names those lines; a page without any keeps the
+        # key it had before docexec ran included fences).
+        texts = [
+            expand_snippets("\n".join(lines[f.first : f.last + 1]), self.snippet_paths)
+            for f in runs
+        ]
+        places = [[f.path, f.file_line] for f in runs if f.path]
+        key = digest(texts, places) if places else digest(texts)
         self.page = PageRun(path, lines, fences, key, shown=scan.shown)
         if runs and self.cache is not None:
             self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"), self.states)
