@@ -483,7 +483,7 @@ def take_options(kind: str, options: dict, default_timeout: float) -> BlockOptio
     extra = dict(options.pop("extra", {}))
     skip = bool(extra.pop(SKIP_KEY, None))
     tagged = extra.pop(FENCE_KEY, None)
-    fence = int(tagged) if tagged is not None else None
+    fence = int(tagged) if tagged is not None and tagged.isdigit() else None
 
     def error(message: str) -> FenceError:
         return FenceError(0, message, fence=fence)

@@ -624,8 +624,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             ) from None
         if options.skip:
             return ""  # a fence inside an HTML comment: never run, nothing shown
-        if options.fence is None:
-            return self._untagged(run_, kind, kwargs)
+        if options.fence is None or options.fence >= len(run_.fences):
+            return self._untagged(run_, kind, kwargs)  # not a fence this page's scan tagged
         index = options.fence
         span = run_.fences[index]
         place = span.place(run_.path)
