@@ -172,6 +172,10 @@ def _options(info: str) -> dict[str, str]:
     }
 
 
+#: The values of ``exec`` that markdown-exec's validator takes as "no" (in any case).
+_NO = frozenset({"", "no", "off", "false", "0"})
+
+
 def executes(lang: str, options: dict[str, str]) -> bool:
     """Whether markdown-exec's validator takes this fence to be executed.
 
@@ -179,13 +183,7 @@ def executes(lang: str, options: dict[str, str]) -> bool:
     when imported), or ``exec`` is anything but ``""``, ``no``, ``off``, ``false``,
     ``0`` (in any case).
     """
-    return lang in markdown_exec.MARKDOWN_EXEC_AUTO or options.get("exec", "no").lower() not in {
-        "",
-        "no",
-        "off",
-        "false",
-        "0",
-    }
+    return lang in markdown_exec.MARKDOWN_EXEC_AUTO or options.get("exec", "no").lower() not in _NO
 
 
 #: A line of a block quote: its ``>`` markers, which the fence's own text follows.
@@ -239,6 +237,8 @@ class _Row:
 
 
 class _Scanner:
+    """One page's scan: what it found so far (see :func:`scan_fences`)."""
+
     def __init__(
         self, languages: Collection[str], snippet_paths: Sequence[Path], root: Path | None
     ):
