@@ -876,3 +876,14 @@ def test_the_cache_key_covers_the_blocks_an_included_file_brings(tmp_path):
     assert "ran 2 blocks" in edited.log
     html = (tmp_path / "site/index.html").read_text()
     assert "fragment says 5" in html and "in md" in html
+
+
+def test_an_included_traceback_follows_its_block_moving_in_its_file(tmp_path):
+    fence = '```python exec="on" raises="ZeroDivisionError"\n1 / 0\n```\n'
+    page = '# P\n\n--8<-- "fragment.md"\n'
+    first = build_for_markdown_exec(tmp_path, page, fragment=f"Text.\n\n{fence}")
+    assert first.returncode == 0, first.log
+    assert 'File "includes/fragment.md", line 4' in code_blocks(tmp_path / "site/index.html")[0]
+    moved = build_for_markdown_exec(tmp_path, page, fragment=f"Text.\n\nMore.\n\n{fence}")
+    assert moved.returncode == 0, moved.log
+    assert 'File "includes/fragment.md", line 6' in code_blocks(tmp_path / "site/index.html")[0]
