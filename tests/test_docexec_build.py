@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -689,3 +690,201 @@ def test_an_executable_block_in_a_docstring_names_its_module_and_line(tmp_path):
     result = build_in_process(tmp_path)
     assert result.returncode != 0
     assert "shown_module.py:8: an executable python block in a docstring" in result.stderr
+
+
+# Pages written for markdown-exec ---------------------------------------------------
+
+#: markdown-exec with its default languages (all), snippets from includes/, and tabs.
+MARKDOWN_EXEC_EXTRAS = """\
+  - pymdownx.snippets:
+      base_path: [includes]
+      check_paths: true
+  - pymdownx.tabbed:
+      alternate_style: true
+"""
+
+MARKDOWN_EXEC_PAGE = """\
+# A page written for markdown-exec
+
+````md exec="1" source="tabbed-left"
+Markdown that *runs*:
+
+```python exec="1"
+print(f"**{6 * 7}**")
+```
+````
+
+```python exec="1" session="s" source="tabbed-left"
+numbers = [1, 2, 3]
+print(sum(numbers))
+```
+
+```pycon exec="1" session="s"
+>>> numbers
+```
+
+```python exec="true" html="1"
+print("<em>html</em>")
+```
+
+```python exec="on" result="text" session="s"
+print(numbers[::-1])
+```
+
+```bash exec="1"
+echo from bash
+```
+
+--8<-- "fragment.md"
+"""
+
+FRAGMENT = 'From a fragment:\n\n```python exec="on"\nprint("fragment says", 2 + 2)\n```\n'
+
+
+def build_for_markdown_exec(
+    tmp_path: Path, page: str, fragment: str = FRAGMENT, docexec: bool = True
+) -> BuildResult:
+    """Build ``page`` with markdown-exec's default languages; it may include ``fragment.md``."""
+    config = CONFIG.format(timeout=30).replace("      languages: [python, pycon]\n", "")
+    if not docexec:
+        config = config.replace("  - docexec:\n      timeout: 30\n", "")
+    (tmp_path / "mkdocs.yml").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "mkdocs.yml").write_text(config + MARKDOWN_EXEC_EXTRAS)
+    (tmp_path / "includes").mkdir(exist_ok=True)
+    (tmp_path / "includes" / "fragment.md").write_text(fragment)
+    (tmp_path / "docs").mkdir(exist_ok=True)
+    (tmp_path / "docs" / "index.md").write_text(page)
+    return build_in_process(tmp_path)
+
+
+def main_html(html_file: Path) -> str:
+    """The page's content, without docexec's provenance note (and the space before it)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html_file.read_text(), "html.parser")
+    for aside in soup.select("aside.docexec-provenance"):
+        aside.decompose()
+    return re.sub(r"\s+</div>$", "</div>", str(soup.select_one("h1").parent))
+
+
+def test_a_page_written_for_markdown_exec_shows_what_markdown_exec_alone_shows(
+    tmp_path, monkeypatch
+):
+    import markdown_exec
+    from markdown_exec._internal.formatters.markdown import _format_markdown
+    from markdown_exec._internal.formatters.pycon import _format_pycon
+    from markdown_exec._internal.formatters.python import _format_python
+
+    ours = tmp_path / "docexec"
+    result = build_for_markdown_exec(ours, MARKDOWN_EXEC_PAGE)
+    assert result.returncode == 0, result.log
+    theirs = tmp_path / "markdown-exec"
+    # markdown-exec alone: no docexec, and its own formatters (docexec's replace them).
+    for names, formatter in (
+        (("python", "py"), _format_python),
+        (("pycon",), _format_pycon),
+        (("md", "markdown"), _format_markdown),
+    ):
+        for name in names:
+            monkeypatch.setitem(markdown_exec.formatters, name, formatter)
+    result = build_for_markdown_exec(theirs, MARKDOWN_EXEC_PAGE, docexec=False)
+    assert result.returncode == 0, result.log
+    mine, alone = main_html(ours / "site/index.html"), main_html(theirs / "site/index.html")
+    for shown in (
+        "<strong>42</strong>",
+        "<em>html</em>",
+        "[3, 2, 1]",
+        "from bash",
+        "fragment says 4",
+    ):
+        assert shown in mine
+    # What differs: docexec shows a pycon block as the interpreter's transcript, where
+    # markdown-exec shows what it printed (nothing: an expression prints nothing).
+    transcript = next(b for b in code_blocks(ours / "site/index.html") if b.startswith(">>>"))
+    assert transcript == ">>> numbers\n[1, 2, 3]\n"
+    [pycon_html] = re.findall(
+        r'<div class="highlight"><pre><span></span><code><span class="gp">.*?</div>', mine, re.S
+    )
+    assert mine.replace(pycon_html, "<p></p>", 1) == alone
+
+
+@pytest.mark.parametrize(
+    ("fence", "line"),
+    [
+        ('```python exec="1"\nx = 1\nx / 0\n```', 8),
+        ('```pycon exec="1"\n>>> x = 1\n>>> x / 0\n```', 8),
+    ],
+)
+def test_an_error_in_a_block_an_md_fence_renders_names_its_page_line(tmp_path, fence, line):
+    page = f'# P\n\n````md exec="1"\nText.\n\n{fence}\n````\n'
+    result = build_for_markdown_exec(tmp_path, page)
+    assert result.returncode != 0
+    assert f"docs/index.md:{line}: ZeroDivisionError" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fence", "line"),
+    [
+        ('```python exec="on"\nx = 1\nx / 0\n```', 5),
+        ('```pycon exec="on"\n>>> x = 1\n>>> x / 0\n```', 5),
+    ],
+)
+def test_an_error_in_an_included_block_names_the_file_line_and_the_include(tmp_path, fence, line):
+    page = '# P\n\nText.\n\n--8<-- "fragment.md"\n'
+    result = build_for_markdown_exec(tmp_path, page, fragment=f"Fragment.\n\n{fence}\n")
+    assert result.returncode != 0
+    assert (
+        f"includes/fragment.md:{line} (included at docs/index.md:5): ZeroDivisionError"
+        in result.stderr
+    )
+
+
+def test_a_fence_shown_as_code_is_shown_and_never_run(tmp_path):
+    fence = '```python exec="on"\nraise SystemExit("ran")\n```'
+    indented = fence.replace("\n", "\n    ")
+    page = f"# P\n\nIn an indented block:\n\n    {indented}\n\nIn an outer fence:\n\n````markdown\n{fence}\n````\n"
+    result = build_for_markdown_exec(tmp_path, page)
+    assert result.returncode == 0, result.log
+    assert code_blocks(tmp_path / "site/index.html") == [f"{fence}\n", f"{fence}\n"]
+    assert "ran" not in result.log
+
+
+def test_a_block_that_prints_an_executable_fence_is_named_as_its_origin(tmp_path):
+    page = '# P\n\n```python exec="on"\nprint("```python exec=\\"1\\"\\nprint(1)\\n```")\n```\n'
+    result = build_for_markdown_exec(tmp_path, page)
+    assert result.returncode != 0
+    assert "docs/index.md:3: this block printed an executable python fence" in result.stderr
+
+
+def test_the_cache_key_covers_the_blocks_an_included_file_brings(tmp_path):
+    page = '# P\n\n````md exec="1"\n```python exec="1"\nprint("in md")\n```\n````\n\n--8<-- "fragment.md"\n'
+    first = build_for_markdown_exec(tmp_path, page)
+    assert first.returncode == 0, first.log
+    assert "ran 2 blocks" in first.log
+    # Recorded at their places: the md fence's block at its page line, the included one
+    # at the include's page line and, in its parts, at the file's line.
+    [record] = (tmp_path / ".cache/docexec").rglob("index.md.json")
+    record = json.loads(record.read_text())
+    assert record["lines"] == [4, 9]
+    assert [block["line"] for block in record["blocks"]] == [5, 4]
+    assert record["blocks"][1]["signature"]["parts"] == [
+        ["includes/fragment.md", 4, 'print("fragment says", 2 + 2)']
+    ]
+    again = build_for_markdown_exec(tmp_path, page)
+    assert "reused 2 blocks" in again.log
+    assert "fragment says 4" in (tmp_path / "site/index.html").read_text()
+    edited = build_for_markdown_exec(tmp_path, page, fragment=FRAGMENT.replace("2 + 2", "2 + 3"))
+    assert "ran 2 blocks" in edited.log
+    html = (tmp_path / "site/index.html").read_text()
+    assert "fragment says 5" in html and "in md" in html
+
+
+def test_an_included_traceback_follows_its_block_moving_in_its_file(tmp_path):
+    fence = '```python exec="on" raises="ZeroDivisionError"\n1 / 0\n```\n'
+    page = '# P\n\n--8<-- "fragment.md"\n'
+    first = build_for_markdown_exec(tmp_path, page, fragment=f"Text.\n\n{fence}")
+    assert first.returncode == 0, first.log
+    assert 'File "includes/fragment.md", line 4' in code_blocks(tmp_path / "site/index.html")[0]
+    moved = build_for_markdown_exec(tmp_path, page, fragment=f"Text.\n\nMore.\n\n{fence}")
+    assert moved.returncode == 0, moved.log
+    assert 'File "includes/fragment.md", line 6' in code_blocks(tmp_path / "site/index.html")[0]

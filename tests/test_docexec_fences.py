@@ -1,26 +1,32 @@
-"""docexec.fences: which fences run and the line each is tagged with, on strings."""
+"""docexec.fences: which fences run and where each stands, on strings."""
 
 from __future__ import annotations
 
+import markdown_exec
 import pytest
 
-from docexec.fences import FenceError, scan_fences
+from docexec.fences import Fence, FenceError, scan_fences, shown_code, untagged
 
 RUNS = '```python exec="on"\nprint(1)\n```'
+#: What markdown-exec's plugin configures by default: every language it has a formatter for.
+EVERY = tuple(markdown_exec.formatters)
 
 
 def tags(markdown: str) -> list[str]:
-    annotated, fences = scan_fences(markdown)
-    lines = annotated.split("\n")
-    return [lines[fence.first] for fence in fences]
+    scan = scan_fences(markdown)
+    lines = scan.markdown.split("\n")
+    return [lines[fence.first] for fence in scan.fences]
 
 
-def test_a_top_level_fence_is_tagged_with_its_line():
-    assert tags(f"# Page\n\n{RUNS}\n") == ['```python exec="on" docexec_line="3"']
+def test_a_top_level_fence_is_tagged_with_its_index():
+    assert tags(f"# Page\n\n{RUNS}\n\n{RUNS}\n") == [
+        '```python exec="on" docexec_fence="0"',
+        '```python exec="on" docexec_fence="1"',
+    ]
 
 
 def test_front_matter_counts_in_the_line():
-    assert scan_fences(f"{RUNS}\n", first_line=5)[1][0].line == 5
+    assert scan_fences(f"{RUNS}\n", first_line=5).fences[0].line == 5
 
 
 @pytest.mark.parametrize(
@@ -40,36 +46,193 @@ def test_fences_in_containers_are_tagged(container):
 
 def test_an_indented_code_block_showing_fence_syntax_is_left_alone():
     markdown = "Write it like this:\n\n    " + RUNS.replace("\n", "\n    ") + "\n"
-    annotated, fences = scan_fences(markdown)
-    assert fences == [] and annotated == markdown
+    scan = scan_fences(markdown)
+    assert scan.fences == [] and scan.markdown == markdown
+    # SuperFences still hands it to the formatter: the code says it is only shown.
+    assert scan.shown == {shown_code("print(1)")}
 
 
 def test_an_indented_code_block_inside_an_admonition_is_left_alone():
     fence = RUNS.replace("\n", "\n        ")
     markdown = f"!!! note\n\n    Text.\n\n        {fence}\n"
-    assert scan_fences(markdown)[1] == []
+    assert scan_fences(markdown).fences == []
 
 
 def test_a_fence_in_a_block_quote_is_tagged_with_its_line():
     markdown = "Text.\n\n> Quoted.\n>\n> " + RUNS.replace("\n", "\n> ") + "\n"
-    annotated, fences = scan_fences(markdown)
-    assert [f.line for f in fences] == [5]
-    assert '> ```python exec="on" docexec_line="5"' in annotated
+    scan = scan_fences(markdown)
+    assert [f.line for f in scan.fences] == [5]
+    assert '> ```python exec="on" docexec_fence="0"' in scan.markdown
 
 
 def test_a_fence_in_an_html_comment_is_marked_not_to_run():
-    annotated, fences = scan_fences(f"Text.\n\n<!--\n{RUNS}\n-->\n\n{RUNS}\n")
-    assert [f.line for f in fences] == [9]
-    assert 'docexec_skip="1"' in annotated.split("\n")[3]
-
-
-def test_a_fence_in_another_language_that_says_exec_is_refused():
-    with pytest.raises(FenceError) as caught:
-        scan_fences('Text.\n\n```bash exec="on"\necho hi\n```\n')
-    assert caught.value.line == 3
-    assert "docexec runs only python, py, pycon fences" in caught.value.message
+    scan = scan_fences(f"Text.\n\n<!--\n{RUNS}\n-->\n\n{RUNS}\n")
+    assert [f.line for f in scan.fences] == [9]
+    assert 'docexec_skip="1"' in scan.markdown.split("\n")[3]
 
 
 def test_a_fence_inside_a_fence_is_left_alone():
     markdown = f"````markdown\n{RUNS}\n````\n"
-    assert scan_fences(markdown) == (markdown, [])
+    scan = scan_fences(markdown)
+    assert (scan.markdown, scan.fences, scan.shown) == (markdown, [], set())
+
+
+def test_the_tags_come_out_again_as_they_went_in():
+    markdown = f'{RUNS}\n\n```{{.pycon exec="1" }}  \n>>> 1\n```\n\n```py exec=on \nx = 1\n```\n'
+    scan = scan_fences(markdown)
+    assert len(scan.fences) == 3
+    assert untagged(scan.markdown) == markdown == "\n".join(scan.lines)
+
+
+# What markdown-exec runs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["1", "on", "true", "True", "yes", "x", "0", "off", "OFF", "false", "no", ""]
+)
+def test_exec_means_what_markdown_exec_s_validator_says(value):
+    inputs = {"exec": value}
+    runs = markdown_exec.validator("python", inputs, {}, {}, None)
+    assert bool(scan_fences(f'```python exec="{value}"\nx = 1\n```\n').fences) == runs
+
+
+def test_markdown_exec_auto_runs_a_fence_without_exec():
+    # The list markdown-exec read from the environment when imported, as its validator uses it.
+    saved = list(markdown_exec.MARKDOWN_EXEC_AUTO)
+    markdown_exec.MARKDOWN_EXEC_AUTO[:] = ["pycon"]
+    try:
+        scan = scan_fences("```pycon\n>>> 1\n```\n\n```python\nx = 1\n```\n")
+    finally:
+        markdown_exec.MARKDOWN_EXEC_AUTO[:] = saved
+    assert [f.line for f in scan.fences] == [1]
+
+
+@pytest.mark.parametrize("lang", ["bash", "sh", "console", "tree", "pyodide"])
+def test_a_fence_markdown_exec_runs_is_left_to_it(lang):
+    markdown = f'# P\n\n```{lang} exec="1"\necho hi\n```\n\n{RUNS}\n'
+    scan = scan_fences(markdown, languages=EVERY)
+    assert scan.markdown.split("\n")[2] == f'```{lang} exec="1"'
+    assert [f.line for f in scan.fences] == [7]
+
+
+def test_a_fence_that_nothing_configured_runs_is_refused_naming_why():
+    with pytest.raises(FenceError) as caught:
+        scan_fences('Text.\n\n```bash exec="on"\necho hi\n```\n', languages=["python", "pycon"])
+    assert caught.value.place("docs/p.md") == "docs/p.md:3"
+    assert "nothing configured runs bash fences" in caught.value.message
+    assert "markdown-exec's languages are pycon, python" in caught.value.message
+
+
+def test_a_python_fence_markdown_exec_is_not_configured_for_is_refused():
+    with pytest.raises(FenceError, match="nothing configured runs python fences"):
+        scan_fences(RUNS, languages=["pycon"])
+
+
+# md fences --------------------------------------------------------------------
+
+MD_PAGE = """\
+# Page
+
+````md exec="1" source="tabbed-left"
+Some *Markdown*.
+
+```python exec="1"
+print("inner")
+```
+
+```pycon exec="1"
+>>> 1
+```
+````
+
+```python exec="on"
+print("after")
+```
+"""
+
+
+def test_the_python_blocks_an_md_fence_renders_run_at_their_page_lines():
+    scan = scan_fences(MD_PAGE, first_line=3)
+    assert [(f.line, f.container) for f in scan.fences] == [
+        (5, True),
+        (8, False),
+        (12, False),
+        (17, False),
+    ]
+    lines = scan.markdown.split("\n")
+    assert lines[5] == '```python exec="1" docexec_fence="1"'
+    assert lines[9] == '```pycon exec="1" docexec_fence="2"'
+    assert untagged(scan.markdown) == MD_PAGE
+
+
+def test_an_indented_md_fence_s_blocks_are_read_without_its_indent():
+    page = "- item\n\n  " + MD_PAGE.split("\n\n", 1)[1].replace("\n", "\n  ")
+    scan = scan_fences(page)
+    assert [f.line for f in scan.fences if not f.container] == [6, 10, 15]
+
+
+def test_a_refused_fence_in_an_md_fence_names_its_page_line():
+    page = '# P\n\n````md exec="1"\nText.\n\n```bash exec="1"\nls\n```\n````\n'
+    with pytest.raises(FenceError) as caught:
+        scan_fences(page, languages=["md", "python"])
+    assert caught.value.place("docs/p.md") == "docs/p.md:6"
+
+
+def test_an_md_fence_in_a_comment_runs_nothing():
+    scan = scan_fences(f"<!--\n{MD_PAGE}\n-->\n")
+    assert [f for f in scan.fences if not f.container] == []
+    assert scan.markdown.count('docexec_skip="1"') == 3
+
+
+# Included files ---------------------------------------------------------------
+
+FRAGMENT = 'Fragment.\n\n```python exec="on"\nprint("from the fragment")\n```\n'
+
+
+@pytest.fixture
+def snippets(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "fragment.md").write_text(FRAGMENT)
+    (tmp_path / "docs" / "plain.md").write_text("Nothing to run.\n")
+    return {"snippet_paths": [tmp_path / "docs"], "root": tmp_path}
+
+
+def test_an_included_fence_runs_naming_its_file_and_the_include(snippets):
+    page = f'# P\n\n--8<-- "fragment.md"\n\n{RUNS}\n'
+    scan = scan_fences(page, first_line=3, **snippets)
+    included, own = scan.fences
+    assert included == Fence(4, 6, 5, "docs/fragment.md", 3)
+    assert included.place("docs/p.md", 1) == "docs/fragment.md:4 (included at docs/p.md:5)"
+    assert own.line == 7 and own.path == ""
+    # The fragment's text is the page's now: what the cache key is made of sees it.
+    assert scan.lines[4:7] == FRAGMENT.split("\n")[2:5]
+    assert scan.markdown.split("\n")[4] == '```python exec="on" docexec_fence="0"'
+
+
+def test_an_include_that_brings_nothing_to_run_stays_an_include(snippets):
+    page = '# P\n\n--8<-- "plain.md"\n\n    --8<-- "fragment.md"\n'
+    scan = scan_fences(page, **snippets)
+    assert scan.markdown == page and scan.lines == page.split("\n")
+    # The indented include shows the fragment's fence as code: shown, never run.
+    assert scan.fences == [] and scan.shown == {shown_code('print("from the fragment")')}
+
+
+def test_an_include_inside_a_fence_is_left_to_the_block(snippets):
+    page = '```python exec="on"\n--8<-- "plain.md"\n```\n'
+    scan = scan_fences(page, **snippets)
+    assert scan.lines == page.split("\n") and scan.fences[0].path == ""
+
+
+def test_a_refused_fence_in_an_included_file_names_the_file_and_the_include(snippets):
+    (snippets["root"] / "docs" / "fragment.md").write_text('Text.\n\n```bash exec="1"\nls\n```\n')
+    with pytest.raises(FenceError) as caught:
+        scan_fences('# P\n\n--8<-- "fragment.md"\n', languages=["python"], **snippets)
+    assert caught.value.place("docs/p.md") == "docs/fragment.md:3 (included at docs/p.md:3)"
+
+
+def test_includes_are_the_lines_pymdownx_snippets_reads(snippets):
+    quoted = scan_fences("--8<-- 'fragment.md'\n", **snippets)
+    assert [f.path for f in quoted.fences] == ["docs/fragment.md"]
+    # pymdownx.snippets takes no space after the closing quote: that line is text.
+    assert scan_fences('--8<-- "fragment.md" \n', **snippets).fences == []
+    assert scan_fences(';--8<-- "fragment.md"\n', **snippets).fences == []

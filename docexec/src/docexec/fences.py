@@ -1,30 +1,48 @@
 """Find a page's executable fences and check their options, before anything runs.
 
 MkDocs hands the plugin a page's Markdown; :func:`scan_fences` tags every fence that
-markdown-exec will run with the page line it opens on (``docexec_line="N"``), which is
-how a block, once SuperFences calls the formatter, knows where it stands. Option
-checks that markdown-exec would get wrong quietly (a ``width="wide"`` shows the block
-as plain code) fail here instead, naming the fence.
+docexec will run with its index in the page's fences (``docexec_fence="N"``), which is
+how a block, once SuperFences calls the formatter, knows where it stands: a page line,
+or a line of a file the page includes. Fences of the other languages markdown-exec is
+configured for are left to it; an executed fence that nothing configured runs, and
+option checks that markdown-exec would get wrong quietly (a ``width="wide"`` shows the
+block as plain code) fail here instead, naming the fence.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
-from dataclasses import dataclass
+import textwrap
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-#: The option the scanner adds to a fence's info string: the page line it opens on.
-LINE_KEY = "docexec_line"
+import markdown_exec
+
+from docexec.export import read_snippet
+
+#: The option the scanner adds to a fence's info string: the fence's place in the
+#: page's list of fences (see :class:`Scan`).
+FENCE_KEY = "docexec_fence"
+#: The option an executable fence gets where it must not run (an HTML comment).
+SKIP_KEY = "docexec_skip"
+#: What the scanner adds to an info string, as it adds it (a space, then the option).
+_TAG = re.compile(rf' (?:{FENCE_KEY}="\d+"|{SKIP_KEY}="1")')
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
 _OPTION = re.compile(
-    r"""\b(?P<key>exec|returncode|width)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s}]*))"""
+    r"""(?:^|[\s{])(?P<key>exec|returncode|width)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s}]*))"""
 )
 _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
+#: A line pymdownx.snippets replaces with a file: ``--8<-- "path"`` (its files are read by
+#: :func:`docexec.export.read_snippet`).
+_SNIPPET = re.compile(r"""^(?P<indent>[ \t]*)-+8<-+[ \t]+(?P<q>["'])(?P<path>.+?)(?P=q)$""")
 
-#: Languages whose fences docexec runs.
+#: Languages whose fences docexec runs (markdown-exec runs the others it is configured for).
 LANGUAGES = ("python", "py", "pycon")
+#: Languages whose fence's content markdown-exec renders as Markdown: the blocks in it run.
+MARKDOWN = ("md", "markdown")
 
 #: Options a block may carry beyond those markdown-exec's validator takes out itself:
 #: they are passed on to the code block that shows it (pymdownx.highlight's options).
@@ -49,27 +67,99 @@ KNOWN_OPTIONS = KNOWN_EXTRA | {
 
 
 class FenceError(ValueError):
-    """A fence's options are wrong; ``line`` is the page line the fence opens on."""
+    """A fence's options are wrong.
 
-    def __init__(self, line: int, message: str) -> None:
+    Attributes:
+        line: The page line the fence opens on (for a fence in an included file, the
+            page line of the ``--8<--`` that includes it); 0 when not known yet.
+        message: What is wrong.
+        path: The included file the fence is written in, ``""`` for the page.
+        file_line: The fence's line in that file.
+        fence: The fence's index in the page's fences, when the scanner tagged it.
+    """
+
+    def __init__(
+        self,
+        line: int,
+        message: str,
+        *,
+        path: str = "",
+        file_line: int = 0,
+        fence: int | None = None,
+    ) -> None:
         super().__init__(f"{line}: {message}")
         self.line = line
         self.message = message
+        self.path = path
+        self.file_line = file_line
+        self.fence = fence
+
+    def place(self, page: str) -> str:
+        """Where the fence is, as errors name it: ``docs/page.md:3``, or the included file's line."""
+        if self.path:
+            return f"{self.path}:{self.file_line} (included at {page}:{self.line})"
+        return f"{page}:{self.line}"
 
 
 @dataclass(frozen=True)
 class Fence:
-    """An executable fence of a page.
+    """A fence of a page that docexec runs, or an executed ``md`` fence holding such fences.
 
     Attributes:
-        first: Index of its opening line in the page's Markdown lines.
+        first: Index of its opening line in :attr:`Scan.lines`.
         last: Index of its closing line.
-        line: The page line it opens on (file lines, front matter counted).
+        line: The page line it opens on (file lines, front matter counted); for a fence
+            in an included file, the page line of the ``--8<--`` that includes it.
+        path: The included file it is written in (relative to the root), ``""`` for the page.
+        file_line: Its line in that file (0 for the page's own fences).
+        container: An executed ``md`` fence: markdown-exec renders its Markdown, and
+            docexec runs the fences in it (which follow it in the list); it runs nothing itself.
     """
 
     first: int
     last: int
     line: int
+    path: str = ""
+    file_line: int = 0
+    container: bool = False
+
+    def place(self, page: str, offset: int = 0) -> str:
+        """``page:N`` of its line ``offset`` lines below its opening, or the included file's."""
+        if self.path:
+            return f"{self.path}:{self.file_line + offset} (included at {page}:{self.line})"
+        return f"{page}:{self.line + offset}"
+
+
+@dataclass
+class Scan:
+    """A page's Markdown, scanned.
+
+    Attributes:
+        markdown: The Markdown to render: each fence docexec runs tagged with its index
+            in ``fences`` (``docexec_fence="N"``), or marked not to run (in an HTML
+            comment), and each ``--8<--`` line that includes such a fence replaced by
+            the file's lines, as pymdownx.snippets would.
+        lines: The same lines, untagged.
+        fences: The fences, in page order.
+        shown: The code of executable fences that are only shown (in an indented code
+            block): SuperFences formats them and then shows their text, so their
+            formatter must not run them. Each is a tuple of its non-blank lines, dedented.
+    """
+
+    markdown: str
+    lines: list[str]
+    fences: list[Fence]
+    shown: set[tuple[str, ...]] = field(default_factory=set)
+
+
+def shown_code(code: str) -> tuple[str, ...]:
+    """The form :attr:`Scan.shown` holds a fence's code in."""
+    return tuple(line.rstrip() for line in textwrap.dedent(code).split("\n") if line.strip())
+
+
+def untagged(markdown: str) -> str:
+    """``markdown`` without the options :func:`scan_fences` added (for showing it)."""
+    return _TAG.sub("", markdown)
 
 
 def _options(info: str) -> dict[str, str]:
@@ -82,10 +172,18 @@ def _options(info: str) -> dict[str, str]:
     }
 
 
-def _executes(lang: str, options: dict[str, str]) -> bool:
-    """Whether markdown-exec runs this fence: its own rule for ``exec``, and MARKDOWN_EXEC_AUTO."""
-    auto = [name.strip() for name in os.environ.get("MARKDOWN_EXEC_AUTO", "").split(",")]
-    return lang in auto or options.get("exec", "no").lower() not in {"", "no", "off", "false", "0"}
+#: The values of ``exec`` that markdown-exec's validator takes as "no" (in any case).
+_NO = frozenset({"", "no", "off", "false", "0"})
+
+
+def executes(lang: str, options: dict[str, str]) -> bool:
+    """Whether markdown-exec's validator takes this fence to be executed.
+
+    Its own rule: the language is in ``MARKDOWN_EXEC_AUTO`` (as markdown-exec read it
+    when imported), or ``exec`` is anything but ``""``, ``no``, ``off``, ``false``,
+    ``0`` (in any case).
+    """
+    return lang in markdown_exec.MARKDOWN_EXEC_AUTO or options.get("exec", "no").lower() not in _NO
 
 
 #: A line of a block quote: its ``>`` markers, which the fence's own text follows.
@@ -94,8 +192,6 @@ _QUOTE = re.compile(r"^(?P<quote>(?:[ ]{0,3}>[ ]?)+)")
 _CONTAINER = re.compile(
     r"^(?P<indent>\s*)(?:(?P<block>!!!|\?\?\?\+?|===)\s|(?P<item>(?:[-*+]|\d+[.)])\s+))"
 )
-#: A marker an executable fence gets where it must not run (an HTML comment).
-SKIP_KEY = "docexec_skip"
 
 
 def _indent(line: str) -> int:
@@ -117,86 +213,238 @@ def _content_indent(lines: list[str], index: int) -> int:
     return 0
 
 
-def scan_fences(markdown: str, first_line: int = 1) -> tuple[str, list[Fence]]:
-    """Tag each executable ``python``/``pycon`` fence with the page line it opens on.
+def _dequoted(line: str) -> str:
+    quote = _QUOTE.match(line)
+    return line[len(quote.group("quote")) :] if quote else line
+
+
+def _closes(line: str, fence: str) -> bool:
+    match = _FENCE.match(line)
+    return bool(
+        match and match.group("fence").startswith(fence) and not match.group("info").strip()
+    )
+
+
+@dataclass
+class _Row:
+    """A line to scan: its text, and where it was written (page line, or file and line)."""
+
+    text: str
+    line: int
+    path: str = ""
+    file_line: int = 0
+    via: _Row | None = None  # the page's --8<-- line it came in by; None for the page's own
+
+
+class _Scanner:
+    """One page's scan: what it found so far (see :func:`scan_fences`)."""
+
+    def __init__(
+        self, languages: Collection[str], snippet_paths: Sequence[Path], root: Path | None
+    ):
+        self.languages = set(languages)
+        self.snippet_paths = list(snippet_paths)
+        self.root = root
+        self.fences: list[Fence | None] = []
+        self.shown: set[tuple[str, ...]] = set()
+
+    # --8<-- lines outside fences, expanded ------------------------------------
+
+    def expand(self, rows: list[_Row], seen: tuple[Path, ...] = ()) -> list[_Row]:
+        """The rows with each ``--8<-- "file"`` line outside a fence replaced by the file's.
+
+        Each row that comes from a file keeps, in ``via``, the page's include line it
+        came in by (the outermost one).
+        """
+        out: list[_Row] = []
+        open_fence: str | None = None
+        for row in rows:
+            line = _dequoted(row.text)
+            if open_fence is not None:
+                if _closes(line, open_fence):
+                    open_fence = None
+                out.append(row)
+                continue
+            if match := _FENCE.match(line):
+                open_fence = match.group("fence")
+                out.append(row)
+                continue
+            snippet = _SNIPPET.match(row.text)
+            found = snippet and read_snippet(snippet.group("path"), self.snippet_paths)
+            if not found or found[0].resolve() in seen:
+                out.append(row)
+                continue
+            file, first, text = found
+            try:
+                path = file.resolve().relative_to(self.root.resolve()).as_posix()
+            except (AttributeError, ValueError):
+                path = file.as_posix()
+            space = snippet.group("indent").expandtabs(4)
+            included = [
+                _Row(space + text_line, row.line, path, first + offset)
+                for offset, text_line in enumerate(text.split("\n"))
+            ]
+            for inner in self.expand(included, (*seen, file.resolve())):
+                inner.via = row
+                out.append(inner)
+        return out
+
+    # Fences --------------------------------------------------------------------
+
+    def scan(self, rows: list[_Row], cut: list[int], skip: bool = False, offset: int = 0) -> None:
+        """Tag the fences docexec runs among ``rows``, each read from ``cut`` characters on.
+
+        ``skip``: the rows are inside an HTML comment (an ``md`` fence in one);
+        ``offset``: the index of ``rows[0]`` among all the page's rows.
+        """
+        lines = [row.text[at:] for row, at in zip(rows, cut, strict=True)]
+        index = 0
+        in_comment = skip
+        while index < len(lines):
+            full = lines[index]
+            quote = _QUOTE.match(full)
+            prefix = quote.group("quote") if quote else ""
+            line = full[len(prefix) :]
+            match = _FENCE.match(line)
+            if not match:
+                if not skip and "<!--" in line and "-->" not in line.split("<!--")[-1]:
+                    in_comment = True
+                elif not skip and in_comment and "-->" in line:
+                    in_comment = False
+                index += 1
+                continue
+            fence = match.group("fence")
+            info = match.group("info")
+            lang = _LANG.match(info)
+            options = _options(info)
+            close = next(
+                (i for i in range(index + 1, len(lines)) if _closes(_dequoted(lines[i]), fence)),
+                None,
+            )
+            runs = lang is not None and executes(lang.group("lang"), options)
+            if not prefix and _indent(line) - _content_indent(lines, index) >= 4:
+                # An indented code block that shows fence syntax: shown, never run.
+                if runs and lang.group("lang") in LANGUAGES and close is not None:
+                    body = "\n".join(lines[index + 1 : close])
+                    self.shown.add(shown_code(body))
+                index += 1
+                continue
+            if close is None:
+                break  # an unclosed fence: the rest is its text
+            if not runs:
+                index = close + 1
+                continue
+            name = lang.group("lang")
+            row = rows[index]
+            where = {"path": row.path, "file_line": row.file_line}
+            if name not in self.languages:
+                raise FenceError(
+                    row.line,
+                    f"a {name} fence says exec=, but nothing configured runs {name} fences: "
+                    f"markdown-exec's languages are {', '.join(sorted(self.languages)) or 'none'}"
+                    f" (docexec runs its {', '.join(LANGUAGES)} fences); add {name} to "
+                    "markdown-exec's languages option, or remove exec= to show it as code",
+                    **where,
+                )
+            if name in MARKDOWN:
+                slot = len(self.fences)
+                self.fences.append(None)
+                indent = len(match.group("indent"))
+                body_cut = [
+                    at + len(prefix) + min(indent, _indent(text[len(prefix) :]))
+                    for text, at in zip(
+                        lines[index + 1 : close], cut[index + 1 : close], strict=True
+                    )
+                ]
+                self.scan(rows[index + 1 : close], body_cut, in_comment, offset + index + 1)
+                self.fences[slot] = Fence(
+                    offset + index, offset + close, row.line, row.path, row.file_line, True
+                )
+                index = close + 1
+                continue
+            if name not in LANGUAGES:
+                index = close + 1  # markdown-exec's to run
+                continue
+            for key in ("returncode", "width"):
+                value = options.get(key)
+                if value is not None and not re.fullmatch(r"[+-]?\d+", value.strip()):
+                    raise FenceError(
+                        row.line, f"{key}= takes a whole number, not {value!r}", **where
+                    )
+            tag = f'{SKIP_KEY}="1"' if in_comment else f'{FENCE_KEY}="{len(self.fences)}"'
+            if not in_comment:
+                self.fences.append(
+                    Fence(offset + index, offset + close, row.line, row.path, row.file_line)
+                )
+            # The tag goes in as " tag", before a closing brace: untagged() takes it out.
+            brace = info.rfind("}") if info.rstrip().endswith("}") else -1
+            info = f"{info[:brace]} {tag}{info[brace:]}" if brace >= 0 else f"{info} {tag}"
+            text = prefix + line[: match.start("info")] + info
+            rows[index].text = rows[index].text[: cut[index]] + text
+            index = close + 1
+
+
+def scan_fences(
+    markdown: str,
+    first_line: int = 1,
+    *,
+    languages: Collection[str] | None = None,
+    snippet_paths: Sequence[Path] = (),
+    root: Path | None = None,
+) -> Scan:
+    """Find the fences docexec runs in a page's Markdown, and tag each with its index.
 
     Only fences that Markdown renders as fences count: one nested in another fence
     (a Markdown example of fence syntax) or indented as code (four spaces past its
     container's content) is shown as text and left alone; one inside an HTML comment
     is marked so that it is not run. Fences in block quotes (``> ```python``) count.
+    An executed ``md`` fence's Markdown is scanned as the page's: markdown-exec renders
+    it, and the fences in it run at their page lines. A ``--8<-- "file"`` line (outside
+    fences) that brings in such fences is replaced by the file's lines, which name the
+    file and its lines in errors. Other executed fences are markdown-exec's.
 
     Args:
         markdown: The page's Markdown.
         first_line: The file line of the Markdown's first line (after front matter).
-
-    Returns:
-        The Markdown with ``docexec_line="N"`` added to each such fence, and the
-        fences found, in page order.
+        languages: The languages markdown-exec is configured to run (its plugin's
+            ``languages``); by default all of markdown-exec's formatters.
+        snippet_paths: pymdownx.snippets' base paths, to read included files from.
+        root: The folder included files are named relative to in errors.
 
     Raises:
-        FenceError: A fence's ``returncode`` or ``width`` is not a whole number
-            (markdown-exec would quietly show the block as plain code), or a fence of
-            a language docexec does not run says ``exec``.
+        FenceError: A fence says exec= in a language nothing configured runs, or its
+            ``returncode`` or ``width`` is not a whole number (markdown-exec would
+            quietly show the block as plain code).
     """
-    lines = markdown.split("\n")
-    fences: list[Fence] = []
-    open_fence: str | None = None
-    opened_at: int | None = None
-    in_comment = False
-    for index, full in enumerate(lines):
-        quote = _QUOTE.match(full)
-        prefix = quote.group("quote") if quote else ""
-        line = full[len(prefix) :]
-        match = _FENCE.match(line)
-        if open_fence is not None:
-            if (
-                match
-                and match.group("fence").startswith(open_fence)
-                and not match.group("info").strip()
-            ):
-                open_fence = None
-                if opened_at is not None:
-                    fences.append(Fence(opened_at, index, first_line + opened_at))
-                    opened_at = None
-            continue
-        if not match:
-            if "<!--" in line and "-->" not in line.split("<!--")[-1]:
-                in_comment = True
-            elif in_comment and "-->" in line:
-                in_comment = False
-            continue
-        if not prefix and _indent(line) - _content_indent(lines, index) >= 4:
-            continue  # an indented code block that shows fence syntax
-        open_fence = match.group("fence")
-        info = match.group("info")
-        lang = _LANG.match(info)
-        options = _options(info)
-        if not lang or not _executes(lang.group("lang"), options):
-            continue
-        if lang.group("lang") not in LANGUAGES:
-            raise FenceError(
-                first_line + index,
-                f"a {lang.group('lang')} fence says exec=, but docexec runs only "
-                f"{', '.join(LANGUAGES)} fences; remove exec= to show it as code",
-            )
-        for key in ("returncode", "width"):
-            value = options.get(key)
-            if value is not None and not re.fullmatch(r"[+-]?\d+", value.strip()):
-                raise FenceError(first_line + index, f"{key}= takes a whole number, not {value!r}")
-        tag = f'{SKIP_KEY}="1"' if in_comment else f'{LINE_KEY}="{first_line + index}"'
-        if not in_comment:
-            opened_at = index
-        if info.rstrip().endswith("}"):
-            info = info.rstrip()[:-1].rstrip() + f" {tag} }}"
-        else:
-            info = f"{info.rstrip()} {tag}"
-        lines[index] = prefix + match.group("indent") + match.group("fence") + info
-    return "\n".join(lines), fences
-
-
-def annotate_fences(markdown: str, first_line: int = 1) -> str:
-    """The Markdown with each executable fence tagged with its page line (see ``scan_fences``)."""
-    return scan_fences(markdown, first_line)[0]
+    if languages is None:
+        languages = tuple(markdown_exec.formatters)
+    scanner = _Scanner(languages, snippet_paths, root)
+    page = [_Row(text, first_line + i) for i, text in enumerate(markdown.split("\n"))]
+    rows = scanner.expand(page) if snippet_paths else page
+    before = [row.text for row in rows]
+    scanner.scan(rows, [0] * len(rows))
+    # An include that brings nothing to run stays an include line, for pymdownx.snippets.
+    used = {id(row.via) for row, text in zip(rows, before, strict=True) if row.text != text}
+    kept: list[_Row] = []
+    moved: dict[int, int] = {}
+    for index, row in enumerate(rows):
+        if row.via is None or id(row.via) in used:
+            moved[index] = len(kept)
+            kept.append(row)
+        elif index == 0 or rows[index - 1].via is not row.via:
+            kept.append(row.via)
+    fences = [
+        replace(fence, first=moved[fence.first], last=moved[fence.last])
+        for fence in scanner.fences
+        if fence is not None and fence.first in moved
+    ]
+    untagged_rows = {id(row): text for row, text in zip(rows, before, strict=True)}
+    return Scan(
+        "\n".join(row.text for row in kept),
+        [untagged_rows.get(id(row), row.text) for row in kept],
+        fences,
+        scanner.shown,
+    )
 
 
 @dataclass(frozen=True)
@@ -204,7 +452,8 @@ class BlockOptions:
     """What docexec itself takes from a fence's options (markdown-exec's go on to it).
 
     Attributes:
-        line: The page line the fence opens on.
+        fence: The fence's index in the page's fences (see :class:`Scan`), ``None``
+            for a fence the scanner did not see (in a docstring, or in a block's output).
         raises: The exception the block is meant to show, if any.
         timeout: Seconds the block may run.
         workdir: The folder it runs in, relative to the repository root ("" for the root).
@@ -212,7 +461,7 @@ class BlockOptions:
         skip: The fence is in an HTML comment: it is not run.
     """
 
-    line: int
+    fence: int | None
     raises: str | None
     timeout: float
     workdir: str
@@ -228,34 +477,37 @@ def take_options(kind: str, options: dict, default_timeout: float) -> BlockOptio
     and so are the extras markdown-exec must not see.
 
     Raises:
-        FenceError: An option is unknown or its value is wrong.
+        FenceError: An option is unknown or its value is wrong; its ``fence`` says
+            which fence (its ``line`` is 0: the caller knows where that fence is).
     """
     extra = dict(options.pop("extra", {}))
     skip = bool(extra.pop(SKIP_KEY, None))
-    line = int(extra.pop(LINE_KEY, "0"))
+    tagged = extra.pop(FENCE_KEY, None)
+    fence = int(tagged) if tagged is not None and tagged.isdigit() else None
+
+    def error(message: str) -> FenceError:
+        return FenceError(0, message, fence=fence)
+
     raises = extra.pop("raises", None) or None
     if raises is not None and not raises.isidentifier():
-        raise FenceError(line, f"raises= takes an exception's name, not {raises!r}")
+        raise error(f"raises= takes an exception's name, not {raises!r}")
     try:
         timeout = float(extra.pop("timeout", default_timeout))
     except ValueError:
-        raise FenceError(line, "timeout= takes a number of seconds") from None
+        raise error("timeout= takes a number of seconds") from None
     if not timeout > 0:
-        raise FenceError(line, "timeout= must be more than 0 seconds")
+        raise error("timeout= must be more than 0 seconds")
     if not math.isfinite(timeout):
-        raise FenceError(line, "timeout= must be a finite number of seconds")
+        raise error("timeout= must be a finite number of seconds")
     if kind == "pycon" and options.get("source"):
-        raise FenceError(
-            line, "source= does not apply to a pycon block: its transcript shows its source"
-        )
+        raise error("source= does not apply to a pycon block: its transcript shows its source")
     unknown = sorted(set(extra) - KNOWN_EXTRA)
     if unknown:
-        raise FenceError(
-            line,
+        raise error(
             f"unknown option {unknown[0]!r} on a {kind} block "
-            f"(markdown-exec's and docexec's are: {', '.join(sorted(KNOWN_OPTIONS))})",
+            f"(markdown-exec's and docexec's are: {', '.join(sorted(KNOWN_OPTIONS))})"
         )
     options["extra"] = extra
     workdir = options.pop("workdir", None) or ""
     width = int(options.pop("width", 0) or 0)
-    return BlockOptions(line, raises, timeout, workdir, width, skip)
+    return BlockOptions(fence, raises, timeout, workdir, width, skip)

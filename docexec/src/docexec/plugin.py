@@ -65,7 +65,14 @@ from docexec.export import (
     to_notebook,
     to_script,
 )
-from docexec.fences import Fence, FenceError, scan_fences, take_options
+from docexec.fences import (
+    Fence,
+    FenceError,
+    scan_fences,
+    shown_code,
+    take_options,
+    untagged,
+)
 from docexec.memo import (
     BlockHtml,
     FilesRead,
@@ -204,6 +211,34 @@ def _register_headings_processors(md) -> None:
         md.treeprocessors.register(RemoveHeadings(md), RemoveHeadings.name, priority=4)
 
 
+def _format_markdown(**kwargs: Any) -> Markup:
+    """markdown-exec's ``md`` formatter, showing its source as the page has it.
+
+    The Markdown it renders holds the options docexec tagged the fences in it with
+    (which run its python blocks); the source it shows (``source="tabbed-left"``)
+    does not.
+    """
+    return base_format(
+        language="md",
+        run=lambda code, **_: code,
+        transform_source=lambda code: (code, untagged(code)),
+        **kwargs,
+    )
+
+
+def _markdown_exec_languages(config) -> list[str]:
+    """The languages markdown-exec runs on this site: the fences SuperFences gives its
+    formatter (its plugin adds one per language of its ``languages`` option), among the
+    languages it has a formatter for."""
+    superfences = config.mdx_configs.get("pymdownx.superfences") or {}
+    return [
+        fence.get("name")
+        for fence in superfences.get("custom_fences") or []
+        if fence.get("format") is markdown_exec.formatter
+        and fence.get("name") in markdown_exec.formatters
+    ]
+
+
 def _nonblank(text: str) -> list[str]:
     return [line for line in text.split("\n") if line.strip()]
 
@@ -265,19 +300,24 @@ class PageRun:
 
     Attributes:
         path: The page's path relative to the repository, such as ``docs/index.md``.
-        lines: The page's Markdown lines.
-        fences: Its executable fences, in order.
+        lines: The page's Markdown lines, with the files it includes that hold fences
+            to run (see :class:`docexec.fences.Scan`).
+        fences: Its executable fences (and the ``md`` fences holding some), in order.
         key: The key of those fences' text, included files expanded.
+        shown: The code of executable fences the page only shows (in indented code).
         replay: The cache record being replayed, while it still fits.
         html: What its blocks rendered to last time (see :mod:`docexec.memo`).
         worker: The page's example process, once a block had to run.
-        sent: The blocks run or replayed so far, to bring a worker up to date.
-        blocks: What each block was, for the notebook and script, by fence line.
+        sent: The blocks run or replayed so far (with their timeout and fence), to
+            bring a worker up to date.
+        blocks: What each block was, for the notebook and script, by fence index.
         records: Each block as the cache records it.
         files: Repository files the page's process read.
         environ: Environment variables it read, with their values.
         reads_lines: Whether its code looked at stack frames (and so at page lines).
-        includes: The page line of each ``--8<--`` in a block, by (fence line, file).
+        includes: Where each ``--8<--`` in a block stands, by (fence index, file).
+        rendering: The places of the blocks whose output is being rendered (a fence
+            in an output was not written on the page).
         why: Why its cache record was not used, for the log.
         seconds: Time spent running (or replaying) blocks.
     """
@@ -286,16 +326,18 @@ class PageRun:
     lines: list[str]
     fences: list[Fence]
     key: str
+    shown: set[tuple[str, ...]] = field(default_factory=set)
     replay: Record | None = None
     html: BlockHtml | None = None
     worker: PageWorker | None = None
-    sent: list[tuple[Block, float]] = field(default_factory=list)
+    sent: list[tuple[Block, float, Fence]] = field(default_factory=list)
     blocks: dict[int, ExecutedBlock] = field(default_factory=dict)
     records: list[BlockRecord] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
     environ: dict[str, str | None] = field(default_factory=dict)
     reads_lines: bool = False
-    includes: dict[tuple[int, str], int] = field(default_factory=dict)
+    includes: dict[tuple[int, str], str] = field(default_factory=dict)
+    rendering: list[str] = field(default_factory=list)
     seconds: float = 0.0
     why: str = ""
 
@@ -363,6 +405,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         markdown_exec.formatters["python"] = self._format_python
         markdown_exec.formatters["py"] = self._format_python
         markdown_exec.formatters["pycon"] = self._format_pycon
+        markdown_exec.formatters["md"] = _format_markdown
+        markdown_exec.formatters["markdown"] = _format_markdown
         # str/bytes hashes are salted per process unless this is set: set ordering
         # would change from build to build. The example processes inherit it.
         os.environ["PYTHONHASHSEED"] = "0"
@@ -443,29 +487,40 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         _check_front_matter(path, raw)
         at = raw.rfind(markdown) if markdown else -1
         first_line = raw[:at].count("\n") + 1 if at >= 0 else 1
-        lines = markdown.split("\n")
         try:
-            annotated, fences = scan_fences(markdown, first_line)
+            scan = scan_fences(
+                markdown,
+                first_line,
+                languages=_markdown_exec_languages(config),
+                snippet_paths=self.snippet_paths,
+                root=self.root,
+            )
         except FenceError as error:
-            raise ExampleError(f"{path}:{error}") from None
-        key = digest(
-            [
-                expand_snippets("\n".join(lines[f.first : f.last + 1]), self.snippet_paths)
-                for f in fences
-            ]
-        )
-        self.page = PageRun(path, lines, fences, key)
-        if fences and self.cache is not None:
+            raise ExampleError(f"{error.place(path)}: {error.message}") from None
+        lines = scan.lines
+        fences = scan.fences
+        runs = [f for f in fences if not f.container]
+        # The fences' text (files they include expanded), and where included ones stand
+        # in their files (a traceback names those lines; a page without any keeps the
+        # key it had before docexec ran included fences).
+        texts = [
+            expand_snippets("\n".join(lines[f.first : f.last + 1]), self.snippet_paths)
+            for f in runs
+        ]
+        places = [[f.path, f.file_line] for f in runs if f.path]
+        key = digest(texts, places) if places else digest(texts)
+        self.page = PageRun(path, lines, fences, key, shown=scan.shown)
+        if runs and self.cache is not None:
             self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"), self.states)
             try:
-                self.page.replay = self.cache.lookup(path, key, [f.line for f in fences])
+                self.page.replay = self.cache.lookup(path, key, [f.line for f in runs])
             except CacheMiss as miss:
                 self.page.why = str(miss)
                 if miss.unreadable:
                     log.info(f"{path}: {miss}; running the page")
         if self.cache is not None:
             FilesRead.start()  # what the page's rendering reads (see docexec.memo)
-        return annotated
+        return scan.markdown
 
     def on_page_content(self, html, *, page, config, files):
         run = self.page
@@ -485,7 +540,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                     Record(
                         page=run.path,
                         fences=run.key,
-                        lines=[f.line for f in run.fences],
+                        lines=[f.line for f in run.fences if not f.container],
                         environment=self.cache.environment,
                         files=self.cache.record_files(run.files),
                         blocks=run.records,
@@ -507,14 +562,25 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     def _page_export(self, page, run: PageRun) -> PageExport:
         export = PageExport(title=page.title or page.file.src_uri)
+        # An md fence's Markdown is prose (what markdown-exec renders it to), its
+        # own fence lines are not.
+        hidden = {i for f in run.fences if f.container for i in (f.first, f.last)}
+
+        def prose(start: int, end: int) -> str:
+            text = "\n".join(
+                line for i, line in enumerate(run.lines[start:end], start) if i not in hidden
+            )
+            return expand_snippets(text, self.snippet_paths)
+
         cursor = 0
-        for fence in run.fences:
-            prose = "\n".join(run.lines[cursor : fence.first])
-            export.parts.append(expand_snippets(prose, self.snippet_paths))
-            if fence.line + 1 in run.blocks:
-                export.parts.append(run.blocks[fence.line + 1])
+        for index, fence in enumerate(run.fences):
+            if fence.container:
+                continue
+            export.parts.append(prose(cursor, fence.first))
+            if index in run.blocks:
+                export.parts.append(run.blocks[index])
             cursor = fence.last + 1
-        export.parts.append(expand_snippets("\n".join(run.lines[cursor:]), self.snippet_paths))
+        export.parts.append(prose(cursor, len(run.lines)))
         return export
 
     def on_post_build(self, *, config):
@@ -544,34 +610,35 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             page.close(kill=kill)
 
     def _included_parts(
-        self, run: PageRun, fence: int, source: str
+        self, run: PageRun, index: int, source: str
     ) -> tuple[tuple[str, int, str], ...]:
         """Split a block that includes files into page parts and file parts.
 
         Each ``--8<-- "file"`` line of the fence's own text (before pymdownx.snippets
         expanded it) becomes a part with the file's path and lines, the rest parts
-        with the page's. Returns ``()`` (run the block as one piece, at page lines)
-        when the block includes nothing, or when the parts do not add up to the code
-        that ran or do not each compile on their own (an include inside a function).
+        with the lines of the file the fence is written in (the page, or a file the
+        page includes). Returns ``()`` (run the block as one piece, at page lines)
+        when the block is the page's and includes nothing, or when the parts do not
+        add up to the code that ran or do not each compile on their own (an include
+        inside a function).
         """
-        span = next((f for f in run.fences if f.line == fence), None)
-        if span is None:
-            return ()
+        span = run.fences[index]
+        home, line = (span.path, span.file_line) if span.path else (run.path, span.line)
         indent = _QUOTE_OR_SPACE.match(run.lines[span.first]).group(0)
         parts: list[tuple[str, int, str]] = []
         pending: list[str] = []
-        start = fence + 1
+        start = line + 1
         for offset, raw in enumerate(run.lines[span.first + 1 : span.last]):
             text = raw.removeprefix(indent)
             match = SNIPPET.match(text)
             found = read_snippet(match["path"], self.snippet_paths) if match else None
             if found is None or match["indent"]:
                 if not pending:
-                    start = fence + 1 + offset
+                    start = line + 1 + offset
                 pending.append(text)
                 continue
             if pending:
-                parts.append((run.path, start, "\n".join(pending)))
+                parts.append((home, start, "\n".join(pending)))
                 pending = []
             file, first_line, included = found
             try:
@@ -579,9 +646,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             except ValueError:
                 return ()
             parts.append((path, first_line, included))
-            run.includes[(fence, path)] = fence + 1 + offset
+            run.includes[(index, path)] = span.place(run.path, 1 + offset)
         if pending:
-            parts.append((run.path, start, "\n".join(pending)))
+            parts.append((home, start, "\n".join(pending)))
         if all(path == run.path for path, _line, _text in parts):
             return ()
         # pymdownx.snippets may add blank lines around an include: compare the rest.
@@ -609,19 +676,18 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         try:
             options = take_options(kind, kwargs, self.config.timeout)
         except FenceError as error:
-            raise ExampleError(f"{run_.path}:{error}") from None
+            if error.fence is None:  # shown, or refused for what it is, not for its options
+                return self._untagged(run_, kind, kwargs)
+            raise ExampleError(
+                f"{run_.fences[error.fence].place(run_.path)}: {error.message}"
+            ) from None
         if options.skip:
             return ""  # a fence inside an HTML comment: never run, nothing shown
-        fence = options.line
-        if fence == 0:
-            where = _docstring_place(
-                kwargs.get("md"), kwargs.get("code", ""), self.root, self.mkdocstrings_paths
-            )
-            raise ExampleError(
-                f"{where or run_.path}: an executable {kind} block in a docstring "
-                f"(shown on {run_.path}) is not run: docexec runs the blocks of a page's "
-                "own Markdown; show it without exec=, or as a doctest example"
-            )
+        if options.fence is None or options.fence >= len(run_.fences):
+            return self._untagged(run_, kind, kwargs)  # not a fence this page's scan tagged
+        index = options.fence
+        span = run_.fences[index]
+        place = span.place(run_.path)
         shown = {
             k: kwargs["extra"].pop(k)
             for k in ("hl_lines", "linenums", "title")
@@ -643,22 +709,22 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             folder = (self.root / options.workdir).resolve()
             if not folder.is_relative_to(self.root.resolve()):
                 raise ExampleError(
-                    f"{run_.path}:{fence}: workdir={options.workdir!r} is outside the "
+                    f"{place}: workdir={options.workdir!r} is outside the "
                     "repository; a block may only work in one of its folders"
                 )
             if not folder.is_dir():
                 raise ExampleError(
-                    f"{run_.path}:{fence}: workdir={options.workdir!r} is no folder of {self.root}"
+                    f"{place}: workdir={options.workdir!r} is no folder of {self.root}"
                 )
 
         def block_for(source: str, session: str | None) -> Block:
-            source = self._as_written(run_, fence, source)
-            parts = self._included_parts(run_, fence, source) if kind == "python" else ()
+            source = self._as_written(run_, span, source)
+            parts = self._included_parts(run_, index, source) if kind == "python" else ()
             return Block(
                 kind,
                 source,
                 session or "",
-                fence + 1,
+                (span.file_line if span.path else span.line) + 1,
                 options.raises,
                 options.workdir,
                 parts,
@@ -667,10 +733,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
         def account(block: Block, output: str, raised: list[int], started: float) -> None:
             run_.seconds += time.perf_counter() - started
-            run_.sent.append((block, options.timeout))
-            run_.blocks[block.first_line] = ExecutedBlock(
-                kind, block.source, options.raises, raised, renders
-            )
+            run_.sent.append((block, options.timeout, span))
+            run_.blocks[index] = ExecutedBlock(kind, block.source, options.raises, raised, renders)
             run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
 
         # A replayed block whose HTML is remembered is not rendered again. markdown-exec
@@ -703,18 +767,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             except Exception as error:
                 # SuperFences would swallow it and publish the fence as text.
                 run_.close(kill=True)
-                raise ExampleError(
-                    f"{run_.path}:{fence}: docexec failed on this block: {error!r}"
-                ) from error
+                raise ExampleError(f"{place}: docexec failed on this block: {error!r}") from error
 
         def run_block(source: str, session: str | None) -> str:
             # markdown-exec passes the fence's code as it came (no transform_source).
             if (source, session) != (kwargs["code"], kwargs.get("session")):
-                raise ExampleError(f"{run_.path}:{fence}: markdown-exec changed the code")
+                raise ExampleError(f"{place}: markdown-exec changed the code")
             started = time.perf_counter()
             output, raised = self._replayed(run_, block)
             if output is None:
-                output, raised = self._run(run_, block, options.timeout)
+                output, raised = self._run(run_, block, options.timeout, span)
             account(block, output, raised, started)
             ran[:] = [output, raised]
             if kind == "pycon":
@@ -722,7 +784,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             return output
 
         before = dict(_reported_headings(kwargs["md"]))
-        html = base_format(language=kind, run=run, **kwargs)
+        run_.rendering.append(place)
+        try:
+            html = base_format(language=kind, run=run, **kwargs)
+        finally:
+            run_.rendering.pop()
         # Headings in an output go to the page's table of contents as well as into its
         # HTML (markdown-exec may register what records them only now): such a block is
         # always rendered.
@@ -740,15 +806,42 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             run_.html.put(key, [str(html), conversions, self.states.of(FilesRead.seen())])
         return html
 
-    def _as_written(self, run: PageRun, fence: int, source: str) -> str:
+    def _untagged(self, run: PageRun, kind: str, kwargs: dict[str, Any]) -> str:
+        """What an executable fence that the page's scan did not tag is: shown, or refused.
+
+        SuperFences formats a fence in an indented code block, then shows its text:
+        such a fence is not run. Any other was not written in the page's Markdown, and
+        the refusal says where it came from.
+        """
+        code = kwargs.get("code", "")
+        docstring = _docstring_place(kwargs.get("md"), code, self.root, self.mkdocstrings_paths)
+        if docstring:
+            raise ExampleError(
+                f"{docstring}: an executable {kind} block in a docstring (shown on "
+                f"{run.path}) is not run: docexec runs the blocks of a page's own Markdown "
+                "and of the files it includes; show it without exec=, or as a doctest example"
+            )
+        if shown_code(code) in run.shown:
+            return ""  # SuperFences shows the indented code's own text instead
+        if run.rendering:
+            raise ExampleError(
+                f"{run.rendering[-1]}: this block printed an executable {kind} fence, which "
+                "is not run: docexec runs the blocks written in a page's Markdown (print the "
+                "fence without exec=, or write it in the page)"
+            )
+        raise ExampleError(
+            f"{run.path}: an executable {kind} block that is not in the page's Markdown "
+            "(added by another plugin or extension, or included in a way docexec does not "
+            'read: only a whole file or a line range, --8<-- "file.md:3:9", outside '
+            "fences) is not run"
+        )
+
+    def _as_written(self, run: PageRun, span: Fence, source: str) -> str:
         """The block's code as the page has it: Markdown expands tabs before a formatter sees it.
 
         The fence's own lines are used when they are the code that arrived, tabs aside
         (they are not when a snippet was included: then the code is taken as it came).
         """
-        span = next((f for f in run.fences if f.line == fence), None)
-        if span is None:
-            return source
         opening = _QUOTE_OR_SPACE.match(run.lines[span.first]).group(0)
         written = "\n".join(
             line[len(opening) :] if line.startswith(opening) else line.lstrip(" >")
@@ -782,32 +875,37 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             f"{run.path}: the record does not match block {len(run.sent) + 1}; running the page"
         )
         run.replay = None
-        for earlier, timeout in run.sent:
-            self._run(run, earlier, timeout)
+        for earlier, timeout, span in run.sent:
+            self._run(run, earlier, timeout, span)
         return None, []
 
-    def _run(self, run: PageRun, block: Block, timeout: float) -> tuple[str, list[int]]:
+    def _run(
+        self, run: PageRun, block: Block, timeout: float, span: Fence
+    ) -> tuple[str, list[int]]:
         """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
         if run.worker is None:
             run.worker = PageWorker(
                 self.root, run.path, self.config.seed, tuple(self.config.preload)
             )
-        fence = block.first_line - 1
+        index = run.fences.index(span)
         try:
             result = run.worker.run(block, timeout)
         except ExampleFailure as failure:
             run.close(kill=True)
-            where = f"{run.path}:{failure.line if failure.line > 0 else block.first_line}"
-            if failure.path:
-                at = run.includes.get((fence, failure.path), fence)
-                where = f"{failure.path}:{failure.line} (included at {run.path}:{at})"
+            line = failure.line if failure.line > 0 else block.first_line
+            where = span.place(run.path, line - block.first_line + 1)
+            if failure.path and failure.path != span.path:
+                at = run.includes.get((index, failure.path), span.place(run.path))
+                where = f"{failure.path}:{failure.line} (included at {at})"
+            elif failure.path:
+                where = span.place(run.path, failure.line - span.file_line)
             raise ExampleError(f"{where}: {failure}") from None
         except Exception as error:
             # SuperFences would swallow anything but an ExampleError and show the
             # block unrun: a broken pipe, a result that cannot be pickled...
             run.close(kill=True)
             raise ExampleError(
-                f"{run.path}:{fence}: the block could not be run: {error!r}"
+                f"{span.place(run.path)}: the block could not be run: {error!r}"
             ) from error
         run.files.update(result.files)
         for name, value in result.environ.items():
