@@ -210,7 +210,9 @@ def outputs(site: Path) -> list[str]:
     article = soup.select_one("article")
     for extra in article.select(".docexec-provenance"):
         extra.decompose()
-    return [str(child) for child in article.children if "pycon" not in str(child)]
+    return [
+        str(child) for child in article.children if str(child).strip() and "pycon" not in str(child)
+    ]
 
 
 @pytest.fixture(scope="session")
