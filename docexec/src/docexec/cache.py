@@ -283,6 +283,15 @@ class ExecutionCache:
         text = json.dumps(asdict(record), sort_keys=True, indent=1)
         write_atomically(self.path_for(record.page), text, prefix=".record-")
 
+    def recorded_seconds(self, page: str) -> float | None:
+        """How long the page's last recorded run took, whether or not its record still
+        holds (to run the longest pages first); ``None`` if no record can say."""
+        try:
+            seconds = json.loads(self.path_for(page).read_text()).get("seconds")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(seconds) if isinstance(seconds, (int, float)) else None
+
     def record_files(self, names: set[str]) -> dict[str, str | None]:
         """The fingerprint of each of ``names`` (relative to the root) now."""
         return {name: fingerprint(self.root / name) for name in sorted(names)}

@@ -22,7 +22,9 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -43,11 +45,12 @@ from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, get_plugin_logger
-from mkdocs.structure.files import File
+from mkdocs.structure.files import File, InclusionLevel
 from mkdocs.utils import write_file
-from mkdocs.utils.meta import YAML_RE
-from pymdownx.superfences import SuperFencesException
+from mkdocs.utils.meta import YAML_RE, get_data
+from pymdownx.superfences import RE_OPTIONS, SuperFencesException
 
+from docexec import schedule
 from docexec.cache import (
     BlockRecord,
     CacheMiss,
@@ -66,6 +69,7 @@ from docexec.export import (
     to_script,
 )
 from docexec.fences import (
+    FENCE_KEY,
     Fence,
     FenceError,
     scan_fences,
@@ -97,6 +101,12 @@ from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
 
+#: A fence's opening line (its indentation and quote markers taken off), as SuperFences
+#: reads it: the fence, then the language and the options, or options in braces.
+_FENCE_HEADER = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>\.?(?P<lang>[\w#.+-]*)[ \t]*(?P<rest>.*))$"
+)
+
 #: The indentation and block-quote markers before a fence's backticks.
 _QUOTE_OR_SPACE = re.compile(r"^[\s>]*")
 
@@ -124,6 +134,9 @@ class DocExecConfig(Config):
     preload = config_options.ListOfItems(config_options.Type(str), default=[])
     """Modules the fork server imports once, so that each page's process starts with them
     (``[torch]``): their distributions' versions are named in every page's stamp."""
+    jobs = config_options.Type(int, default=0)
+    """How many pages run at once, before MkDocs renders them (``DOCEXEC_JOBS`` in the
+    environment wins): 0, the default, for every core this process may use."""
     provenance = config_options.Type(bool, default=True)
     """End every page that runs code with a note saying how its outputs were made, with
     its notebook and script, and add the plugin's stylesheet for it."""
@@ -342,6 +355,11 @@ class PageRun:
     why: str = ""
 
     @property
+    def lines_of_fences(self) -> list[int]:
+        """The page line of each fence that runs (an md fence holding some runs nothing)."""
+        return [f.line for f in self.fences if not f.container]
+
+    @property
     def reused(self) -> bool:
         return self.replay is not None and bool(self.sent)
 
@@ -392,6 +410,13 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         if self.config.provenance and STYLESHEET not in config.extra_css:
             config.extra_css.append(STYLESHEET)
         self.mkdocstrings_paths = _mkdocstrings_paths(config, self.root)
+        try:
+            self.jobs = schedule.jobs(self.config.jobs)
+        except ValueError as error:
+            raise PluginError(f"docexec: {error}") from None
+        # What this build ran before rendering (see run_ahead), and its log lines.
+        self.ahead: dict[str, Record] = {}
+        self.ahead_log: dict[str, str] = {}
         try:
             self.package = self.config.package and reader_package(
                 self.root, self.config.package, config.site_url or ""
@@ -452,6 +477,189 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                     self.cache.folder, self.cache.environment, f"mkdocstrings-{name}", self.code
                 )
 
+    def on_startup(self, *, command, dirty):
+        self.serving = command == "serve"
+
+    def on_nav(self, nav, *, config, files):
+        self.run_ahead(files, config)
+        return nav
+
+    # Execute first, then render ---------------------------------------------
+
+    def run_ahead(self, files, config, shard: tuple[int, int] | None = None) -> list[str]:
+        """Run every page whose record is missing or stale, before MkDocs renders any.
+
+        Up to ``jobs`` pages run at once, the longest first by the seconds their last
+        run took; their records are kept for the render (and stored in the cache), which
+        then replays them. A page whose blocks cannot be foreseen from its Markdown
+        (a block with included code, options in braces) is left to run as it renders,
+        and so is a block the render finds that was not foreseen. When a page fails,
+        the pages still running are stopped and its error is raised.
+
+        Args:
+            files: The site's files.
+            config: The site's configuration.
+            shard: ``(K, N)``: run only the pages of shard K of N (see
+                :func:`docexec.schedule.shards`).
+
+        Returns:
+            The pages of the shard (every page that runs code, without one), in order.
+        """
+        serving = getattr(self, "serving", False)
+        inclusion = InclusionLevel.is_in_serve if serving else InclusionLevel.is_included
+        runs: list[PageRun] = []
+        unreadable: dict[str, str] = {}
+        for file in files.documentation_pages(inclusion=inclusion):
+            path = self._page_path(file)
+            raw = file.content_string
+            run, _ = self._page_run(path, raw, get_data(raw)[0], config)
+            if not run.lines_of_fences:
+                continue
+            if self.cache is not None:
+                try:
+                    run.replay = self.cache.lookup(path, run.key, run.lines_of_fences)
+                except CacheMiss as miss:
+                    run.why = str(miss)
+                    if miss.unreadable:
+                        unreadable[path] = f"{path}: {miss}; running the page"
+            runs.append(run)
+        took = {
+            run.path: run.replay.seconds
+            if run.replay is not None
+            else self.cache and self.cache.recorded_seconds(run.path)
+            for run in runs
+        }
+        chosen = set(took) if shard is None else set(schedule.shards(took, shard[1])[shard[0] - 1])
+        todo = []
+        for run in runs:
+            if run.path in chosen and run.replay is None:
+                foreseen = self._foresee(run)
+                if foreseen is not None:
+                    todo.append((run, foreseen))
+                else:
+                    log.info(
+                        f"{run.path}: its blocks will run as the page renders (one of them "
+                        "includes code, or has options in braces)"
+                    )
+        todo.sort(key=lambda item: schedule.longest_first(took).index(item[0].path))
+        for run, _ in todo:
+            if run.path in unreadable:
+                log.info(unreadable[run.path])  # said once: the render replays this run
+        self._run_pages(todo)
+        for run, foreseen in todo:
+            record = self._record(run)
+            self.ahead[run.path] = record
+            if self.cache is not None:
+                self.cache.store(record)
+            why = f" ({run.why})" if run.why else ""
+            self.ahead_log[run.path] = (
+                f"{run.path}: ran {len(foreseen)} blocks in {run.seconds:.2f} s{why}"
+            )
+        return [run.path for run in runs if run.path in chosen]
+
+    def _run_pages(self, todo: list[tuple[PageRun, list[tuple[Block, float, Fence]]]]) -> None:
+        """Run each page's foreseen blocks, ``jobs`` pages at once; the first failure stops
+        the rest and is raised."""
+        if not todo:
+            return
+        PageWorker.context(tuple(self.config.preload))  # made once, before the threads
+        stop = threading.Event()
+
+        def run_page(run: PageRun, foreseen: list[tuple[Block, float, Fence]]) -> None:
+            started = time.perf_counter()
+            for block, timeout, span in foreseen:
+                if stop.is_set():
+                    return
+                output, raised = self._run(run, block, timeout, span)
+                run.sent.append((block, timeout, span))
+                run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
+            run.seconds = time.perf_counter() - started
+            run.close()
+
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="docexec") as pool:
+            futures = {pool.submit(run_page, run, foreseen): run for run, foreseen in todo}
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is not None and failure is None:
+                    failure = error
+                    stop.set()
+                    for other in futures.values():
+                        other.close(kill=True)
+        if failure is not None:
+            raise failure
+
+    def _foresee(self, run: PageRun) -> list[tuple[Block, float, Fence]] | None:
+        """The blocks the render of ``run``'s page will send, read from its Markdown as
+        SuperFences and markdown-exec read them, or ``None`` where that is not sure."""
+        foreseen = []
+        for index, span in enumerate(run.fences):
+            if span.container:
+                continue
+            header = run.lines[span.first]
+            opening = _QUOTE_OR_SPACE.match(header).group(0)
+            fence = _FENCE_HEADER.match(header[len(opening) :])
+            if fence is None or fence["info"].startswith("{"):
+                return None
+            lang, rest = fence["lang"], fence["rest"]
+            kind = "pycon" if lang == "pycon" else "python"
+            values = {
+                m["key"]: m["value"] if m["value"] is not None else m["key"]
+                for m in RE_OPTIONS.finditer(rest)
+            }
+            values[FENCE_KEY] = str(index)
+            options: dict[str, Any] = {}
+            written = "\n".join(
+                line[len(opening) :] if line.startswith(opening) else line.lstrip(" >")
+                for line in run.lines[span.first + 1 : span.last]
+            )
+            if any(SNIPPET.match(line) for line in written.split("\n")):
+                return None  # pymdownx.snippets brings the code: the render knows it
+            try:
+                if not markdown_exec.validator(lang, values, options, {}, None):
+                    return None
+                taken = take_options(kind, options, self.config.timeout)
+            except (FenceError, ValueError):
+                return None  # the render says what is wrong, where
+            if taken.skip or taken.fence != index:
+                return None
+            if taken.workdir and not (self.root / taken.workdir).resolve().is_dir():
+                return None
+            parts = self._included_parts(run, index, written) if kind == "python" else ()
+            first = (span.file_line if span.path else span.line) + 1
+            block = Block(
+                kind,
+                written,
+                options.get("session") or "",
+                first,
+                taken.raises,
+                taken.workdir,
+                parts,
+                taken.width,
+            )
+            foreseen.append((block, taken.timeout, span))
+        return foreseen
+
+    def _record(self, run: PageRun) -> Record:
+        """What the cache keeps of the page's run."""
+        environment = self.cache.environment if self.cache is not None else ""
+        files = (
+            self.cache.record_files(run.files)
+            if self.cache is not None
+            else dict.fromkeys(sorted(run.files))
+        )
+        return Record(
+            page=run.path,
+            fences=run.key,
+            lines=run.lines_of_fences,
+            environment=environment,
+            files=files,
+            blocks=run.records,
+            seconds=round(run.seconds, 3),
+            environ=run.environ,
+            reads_lines=run.reads_lines,
+        )
+
     def on_files(self, files, *, config):
         if self.config.provenance and files.get_file_from_path(STYLESHEET) is None:
             files.append(
@@ -476,15 +684,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     # Pages ------------------------------------------------------------------
 
-    def on_page_markdown(self, markdown, *, page, config, files):
-        self._close()
-        source = Path(page.file.abs_src_path)
+    def _page_path(self, file) -> str:
+        """The page's path relative to the repository (``docs/index.md``), else absolute."""
+        source = Path(file.abs_src_path)
         try:
-            path = source.resolve().relative_to(self.root).as_posix()
+            return source.resolve().relative_to(self.root).as_posix()
         except ValueError:
-            path = source.as_posix()
-        raw = page.file.content_string
-        _check_front_matter(path, raw)
+            return source.as_posix()
+
+    def _page_run(self, path: str, raw: str, markdown: str, config) -> tuple[PageRun, str]:
+        """The page's run, before anything ran, and its Markdown with the fences tagged."""
         at = raw.rfind(markdown) if markdown else -1
         first_line = raw[:at].count("\n") + 1 if at >= 0 else 1
         try:
@@ -498,8 +707,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         except FenceError as error:
             raise ExampleError(f"{error.place(path)}: {error.message}") from None
         lines = scan.lines
-        fences = scan.fences
-        runs = [f for f in fences if not f.container]
+        runs = [f for f in scan.fences if not f.container]
         # The fences' text (files they include expanded), and where included ones stand
         # in their files (a traceback names those lines; a page without any keeps the
         # key it had before docexec ran included fences).
@@ -509,25 +717,46 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         ]
         places = [[f.path, f.file_line] for f in runs if f.path]
         key = digest(texts, places) if places else digest(texts)
-        self.page = PageRun(path, lines, fences, key, shown=scan.shown)
-        if runs and self.cache is not None:
-            self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"), self.states)
-            try:
-                self.page.replay = self.cache.lookup(path, key, [f.line for f in runs])
-            except CacheMiss as miss:
-                self.page.why = str(miss)
-                if miss.unreadable:
-                    log.info(f"{path}: {miss}; running the page")
+        return PageRun(path, lines, scan.fences, key, shown=scan.shown), scan.markdown
+
+    def _lookup(self, run: PageRun) -> None:
+        """Set ``run.replay`` to the page's record if it still holds, else say why not."""
+        ahead = self.ahead.get(run.path)
+        if ahead is not None and ahead.fences == run.key:
+            run.replay = ahead  # run before rendering, in this build
+            return
+        if self.cache is None:
+            return
+        try:
+            run.replay = self.cache.lookup(run.path, run.key, run.lines_of_fences)
+        except CacheMiss as miss:
+            run.why = str(miss)
+            if miss.unreadable:
+                log.info(f"{run.path}: {miss}; running the page")
+
+    def on_page_markdown(self, markdown, *, page, config, files):
+        self._close()
+        path = self._page_path(page.file)
+        raw = page.file.content_string
+        _check_front_matter(path, raw)
+        self.page, annotated = self._page_run(path, raw, markdown, config)
+        if self.page.lines_of_fences:
+            if self.cache is not None:
+                self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"), self.states)
+            self._lookup(self.page)
         if self.cache is not None:
             FilesRead.start()  # what the page's rendering reads (see docexec.memo)
-        return scan.markdown
+        return annotated
 
     def on_page_content(self, html, *, page, config, files):
         run = self.page
         self._close()
         if run is None or not run.blocks:
             return html
-        if run.reused:
+        ahead = self.ahead_log.get(run.path)
+        if run.reused and ahead is not None and run.replay is self.ahead.get(run.path):
+            log.info(ahead)  # run before rendering: said in page order, as it would be
+        elif run.reused:
             log.info(
                 f"{run.path}: reused {len(run.blocks)} blocks in {run.seconds:.2f} s "
                 f"(they ran in {run.replay.seconds:.2f} s)"
@@ -536,19 +765,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             why = f" ({run.why})" if run.why else ""
             log.info(f"{run.path}: ran {len(run.blocks)} blocks in {run.seconds:.2f} s{why}")
             if self.cache is not None:
-                self.cache.store(
-                    Record(
-                        page=run.path,
-                        fences=run.key,
-                        lines=[f.line for f in run.fences if not f.container],
-                        environment=self.cache.environment,
-                        files=self.cache.record_files(run.files),
-                        blocks=run.records,
-                        seconds=round(run.seconds, 3),
-                        environ=run.environ,
-                        reads_lines=run.reads_lines,
-                    )
-                )
+                self.cache.store(self._record(run))
         if run.html is not None:
             run.html.save()
         export = self._page_export(page, run)
