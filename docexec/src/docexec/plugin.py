@@ -576,16 +576,25 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             run.seconds = time.perf_counter() - started
             run.close()
 
+        def stop_all() -> None:
+            stop.set()
+            for other in futures.values():
+                other.close(kill=True)
+
         failure: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="docexec") as pool:
-            futures = {pool.submit(run_page, run, foreseen): run for run, foreseen in todo}
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="docexec")
+        futures = {pool.submit(run_page, run, foreseen): run for run, foreseen in todo}
+        try:
             for future in as_completed(futures):
                 error = future.exception()
                 if error is not None and failure is None:
                     failure = error
-                    stop.set()
-                    for other in futures.values():
-                        other.close(kill=True)
+                    stop_all()
+        except BaseException:  # Ctrl-C: no page waits for its block to end
+            stop_all()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         if failure is not None:
             raise failure
 
