@@ -747,7 +747,7 @@ def build_for_markdown_exec(
     """Build ``page`` with markdown-exec's default languages; it may include ``fragment.md``."""
     config = CONFIG.format(timeout=30).replace("      languages: [python, pycon]\n", "")
     if not docexec:
-        config = config.replace("  - docexec:\n      timeout: 30\n", "")
+        config = config.replace("  - docexec:\n      timeout: 30\n      preload: [torch]\n", "")
     (tmp_path / "mkdocs.yml").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "mkdocs.yml").write_text(config + MARKDOWN_EXEC_EXTRAS)
     (tmp_path / "includes").mkdir(exist_ok=True)
