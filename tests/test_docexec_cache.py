@@ -275,26 +275,29 @@ def test_a_changed_distribution_version_changes_the_environment_key(monkeypatch)
             self.metadata = {"Name": "somepackage"}
             self.version = version
 
+    monkeypatch.setattr(cache, "_DISTRIBUTIONS", None)
+    monkeypatch.setattr(cache, "site_folders", lambda: [])
     monkeypatch.setattr(cache.metadata, "distributions", lambda path: [Dist("1.0")])
-    before = cache._environment_key(0)
-    assert cache._environment_key(0) == before
+    before = cache.environment_key(0)
+    assert cache.environment_key(0) == before
+    monkeypatch.setattr(cache, "_DISTRIBUTIONS", None)
     monkeypatch.setattr(cache.metadata, "distributions", lambda path: [Dist("1.1")])
-    assert cache._environment_key(0) != before
-    assert cache._environment_key(1) != cache._environment_key(0)
+    assert cache.environment_key(0) != before
+    assert cache.environment_key(1) != cache.environment_key(0)
 
 
-def test_the_environment_key_is_read_again_when_site_packages_changes(monkeypatch, tmp_path):
-    monkeypatch.setattr(cache, "_site_folders", lambda: [str(tmp_path)])
-    monkeypatch.setattr(cache, "_ENVIRONMENT", None)
+def test_the_distributions_are_read_again_when_site_packages_changes(monkeypatch, tmp_path):
+    monkeypatch.setattr(cache, "site_folders", lambda: [str(tmp_path)])
+    monkeypatch.setattr(cache, "_DISTRIBUTIONS", None)
     calls = []
-    monkeypatch.setattr(cache, "_environment_key", lambda seed: calls.append(seed) or "key")
-    cache.environment_key(0)
-    cache.environment_key(0)
-    assert calls == [0]
+    monkeypatch.setattr(cache, "_read_distributions", lambda: calls.append(1) or ["a==1"])
+    assert cache.installed_distributions() == ["a==1"]
+    cache.installed_distributions()
+    assert calls == [1]
     (tmp_path / "new_package-1.0.dist-info").mkdir()
     os.utime(tmp_path, ns=(0, 1))  # a folder's time can stay within a tick: set it
-    cache.environment_key(0)
-    assert calls == [0, 0]
+    cache.installed_distributions()
+    assert calls == [1, 1]
 
 
 def test_an_environment_variable_the_page_read_reruns_it_when_it_changes(tmp_path):

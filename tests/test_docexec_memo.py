@@ -24,7 +24,7 @@ from conftest import build_in_process
 from material.plugins.search import plugin as search_plugin
 from mkdocs.livereload import LiveReloadServer
 
-from docexec import memo, plugin
+from docexec import cache, memo, plugin
 
 pytestmark = pytest.mark.site
 
@@ -492,3 +492,71 @@ def test_with_no_audit_hook_no_block_is_remembered(tmp_path):
         json.loads(memory.read_text())
         for memory in (tmp_path / ".cache/docexec/docs").glob("*.html.json")
     )
+
+
+def test_every_memory_is_keyed_on_the_installed_distributions(tmp_path, counts, monkeypatch):
+    """CI restores the cache across commits: after a bump of mkdocs-material (a
+    Dependabot pull request), no memory gives what the old version made."""
+    write_site(tmp_path)
+    build(tmp_path, counts)
+    installed = cache.installed_distributions()
+    bumped = [
+        "mkdocs-material==0.0.1" if name.startswith("mkdocs-material==") else name
+        for name in installed
+    ]
+    assert bumped != installed
+    monkeypatch.setattr(cache, "installed_distributions", lambda: bumped)
+    again = build(tmp_path, counts)
+    assert again["pages parsed"] == 2
+    assert again["blocks rendered"] == BLOCKS
+    assert again["templates compiled"] > 10
+
+
+MARKDOWN = {
+    "markdown_extensions": ["toc", "pymdownx.superfences"],
+    "mdx_configs": {"toc": {"permalink": True}},
+    "use_directory_urls": True,
+}
+OPTIONS = {"code": 'print("hi")', "html": False, "result": "", "session": None, "md": None}
+
+
+def test_each_input_of_a_block_s_key_changes_it_alone(monkeypatch):
+    """Every input block_key's docstring names, changed alone, gives another key."""
+
+    def key(markdown=MARKDOWN, seed=0, code="code", count=0, kind="python", **rest) -> str:
+        fingerprint = memo.markdown_fingerprint(markdown, cache.environment_key(seed), code)
+        options, output, raised = rest.get("options", OPTIONS), rest.get("output", "hi\n"), []
+        return memo.block_key(fingerprint, count, kind, options, output, rest.get("raised", raised))
+
+    def environment(owner: object, name: str, value: object) -> str:
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, name, value)
+            return key()
+
+    installed = cache.installed_distributions()
+    keys = {
+        "nothing": key(),
+        "markdown_extensions": key(markdown={**MARKDOWN, "markdown_extensions": ["toc"]}),
+        "mdx_configs": key(markdown={**MARKDOWN, "mdx_configs": {}}),
+        "use_directory_urls": key(markdown={**MARKDOWN, "use_directory_urls": False}),
+        "format": environment(cache, "FORMAT", cache.FORMAT + 1),
+        "python": environment(cache.sys, "version", "3.99.0"),
+        "machine": environment(cache.platform, "machine", lambda: "another machine"),
+        "system": environment(cache.platform, "system", lambda: "another system"),
+        "distributions": environment(cache, "installed_distributions", lambda: installed[1:]),
+        "seed": key(seed=1),
+        "code": key(code="other code"),
+        "count": key(count=1),
+        "kind": key(kind="pycon"),
+        "an option": key(options={**OPTIONS, "html": True}),
+        "the code option": key(options={**OPTIONS, "code": 'print("hi") '}),
+        "an option added": key(options={**OPTIONS, "id": "x"}),
+        "output": key(output="hi!\n"),
+        "raised": key(raised=[0]),
+    }
+    with monkeypatch.context() as patch:
+        patch.setenv("PYTHONHASHSEED", "another")
+        keys["PYTHONHASHSEED"] = key()
+    assert len(set(keys.values())) == len(keys), keys
+    # The Markdown object itself is not: its configuration is.
+    assert key(options={**OPTIONS, "md": object()}) == keys["nothing"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from docexec import package
 from docexec.package import (
     build_wheel,
     cached_wheel,
@@ -116,3 +117,22 @@ def test_the_wheel_is_built_again_only_when_what_it_is_made_of_changes(tmp_path,
     third = cached_wheel(project, tmp_path / "three", cache)
     assert b"VALUE = 2" in zipfile.ZipFile(third).read("tiny/__init__.py")
     assert len(list(cache.iterdir())) == 2
+
+
+def tiny_project(root: Path) -> Path:
+    (root / "src" / "tiny").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tiny"\nversion = "1.0"\n'
+        '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+    )
+    (root / "src" / "tiny" / "__init__.py").write_text("VALUE = 1\n")
+    return root
+
+
+def test_the_wheel_key_names_the_installed_distributions(tmp_path, monkeypatch):
+    project = tiny_project(tmp_path / "project")
+    key = wheel_key(project)
+    installed = package.installed_distributions()
+    monkeypatch.setattr(package, "installed_distributions", lambda: [*installed, "tool==2"])
+    assert wheel_key(project) != key

@@ -4,8 +4,9 @@ When a page's examples have run, :class:`ExecutionCache` stores one record for i
 the outputs of its blocks, in order, under a key made of
 
 - the page's executed fences (their text and options, included files expanded);
-- the environment: this format, the interpreter, the installed distributions and
-  their versions, and the plugin settings that change output (the seed);
+- the environment (:func:`environment_key`): this format, the interpreter, the
+  installed distributions and their versions, and the plugin settings that change
+  output (the seed);
 - every file inside the repository that the page's process imported, opened or
   listed while it ran, by content (observed in the process, see
   :mod:`docexec.worker`), and whether each was there at all;
@@ -21,6 +22,7 @@ time) sees a whole record or none.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -42,31 +44,15 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-#: The last environment key, with the state of sys.path it was computed from.
-_ENVIRONMENT: tuple[object, str] | None = None
+# What is installed ---------------------------------------------------------
+#
+# One definition, used by every key and by every look at a path: the interpreter's
+# own folders and the distributions installed for it. Whatever lies in them is
+# covered by the environment key (the standard library by Python's version, the
+# rest by the distributions' versions), never by a file's content.
 
 
-def environment_key(seed: int) -> str:
-    """What, outside the repository, can change any page's output.
-
-    Reading every distribution's metadata takes a tenth of a second, which a
-    rebuild under ``mkdocs serve`` should not pay each time: the key is kept while
-    the site-packages folders are unchanged (installing or removing a distribution
-    changes its folder).
-    """
-    global _ENVIRONMENT
-    state = [seed, os.environ.get("PYTHONHASHSEED")]
-    for folder in _site_folders():
-        with contextlib.suppress(OSError):
-            state.append((folder, os.stat(folder).st_mtime_ns))
-    if _ENVIRONMENT is not None and _ENVIRONMENT[0] == state:
-        return _ENVIRONMENT[1]
-    key = _environment_key(seed)
-    _ENVIRONMENT = (state, key)
-    return key
-
-
-def _site_folders() -> list[str]:
+def site_folders() -> list[str]:
     """Where distributions are installed for this interpreter (its venv's site-packages).
 
     Not all of ``sys.path``: what a test or a page puts there, and a stale
@@ -76,18 +62,60 @@ def _site_folders() -> list[str]:
     return sorted({paths["purelib"], paths["platlib"]})
 
 
-def _environment_key(seed: int) -> str:
-    distributions = sorted(
+@functools.cache
+def installed_folders() -> tuple[str, ...]:
+    """The interpreter's folders and :func:`site_folders`, real paths ending in a separator."""
+    paths = sysconfig.get_paths()
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    folders |= {paths["stdlib"], paths["platstdlib"], *site_folders()}
+    return tuple(sorted(os.path.join(os.path.realpath(folder), "") for folder in folders))
+
+
+def installed(path: str) -> bool:
+    """Whether ``path`` is the interpreter's or an installed distribution's."""
+    return os.path.realpath(path).startswith(installed_folders())
+
+
+#: The last :func:`installed_distributions`, with the state of the folders it was read from.
+_DISTRIBUTIONS: tuple[list, list[str]] | None = None
+
+
+def installed_distributions() -> list[str]:
+    """Every distribution in :func:`site_folders`, as ``name==version``, sorted.
+
+    Reading every distribution's metadata takes a tenth of a second, which a
+    rebuild under ``mkdocs serve`` should not pay each time: the list is kept while
+    the site-packages folders are unchanged (installing or removing a distribution
+    changes its folder).
+    """
+    global _DISTRIBUTIONS
+    state = []
+    for folder in site_folders():
+        with contextlib.suppress(OSError):
+            state.append((folder, os.stat(folder).st_mtime_ns))
+    if _DISTRIBUTIONS is None or _DISTRIBUTIONS[0] != state:
+        _DISTRIBUTIONS = (state, _read_distributions())
+    return list(_DISTRIBUTIONS[1])
+
+
+def _read_distributions() -> list[str]:
+    return sorted(
         f"{dist.metadata['Name']}=={dist.version}"
-        for dist in metadata.distributions(path=_site_folders())
+        for dist in metadata.distributions(path=site_folders())
         if dist.metadata["Name"]
     )
+
+
+def environment_key(seed: int) -> str:
+    """What, outside the repository, can change any page's output: this format, the
+    interpreter, :func:`installed_distributions`, and the plugin settings that change
+    output (the seed, and ``PYTHONHASHSEED``)."""
     return digest(
         FORMAT,
         sys.version,
         platform.machine(),
         platform.system(),
-        distributions,
+        installed_distributions(),
         {"seed": seed, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED")},
     )
 

@@ -15,13 +15,15 @@ that are checked on every build:
 - **Search entries.** Material's search plugin parses every page's HTML into
   sections on every build; :class:`SearchEntries` keeps the entries a page gave,
   under a key of everything the plugin reads from the page (its HTML, table of
-  contents, address, title and metadata) and the plugin's settings.
+  contents, address, title and metadata), the plugin's settings and the
+  environment key (which names the installed distributions).
 
 And under ``mkdocs serve``, :func:`poll_quickly` has the file watcher look for
 changes every tenth of a second instead of every half.
 
 Each memory is a JSON file written atomically; one that cannot be read is
-empty, never an error, and never stale: every entry is found by its inputs.
+empty, never an error, and never stale: every entry is found by its inputs, the
+installed distributions among them (:func:`~docexec.cache.environment_key`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import json
 import os
 import re
 import sys
-import sysconfig
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -43,7 +44,7 @@ from typing import Any
 from jinja2 import FileSystemBytecodeCache
 from jinja2.bccache import Bucket
 
-from docexec.cache import digest, fingerprint, write_atomically
+from docexec.cache import digest, fingerprint, installed, write_atomically
 
 #: Seconds between two looks at the watched folders under ``mkdocs serve``.
 POLL = 0.1
@@ -73,19 +74,6 @@ def markdown_fingerprint(config: Any, environment: str, code: str) -> str:
     return digest(environment, code, text)
 
 
-@functools.cache
-def _installed_folders() -> tuple[str, ...]:
-    """Where the interpreter and the installed distributions live: the environment key's."""
-    paths = sysconfig.get_paths()
-    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    folders |= {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
-    return tuple(os.path.join(os.path.realpath(folder), "") for folder in folders)
-
-
-def _installed(path: str) -> bool:
-    return os.path.realpath(path).startswith(_installed_folders())
-
-
 #: For each module, its file and its source as :func:`local_code` first saw them (which
 #: is the source it runs: MkDocs loads a hook once per process, and an edit under
 #: ``mkdocs serve`` takes effect only in the next process); ``None`` for a module that
@@ -106,7 +94,7 @@ def _loaded(module: object) -> tuple[str, str] | None:
 
 def _source(module: object) -> tuple[str, str] | None:
     file = getattr(module, "__file__", None)
-    if not isinstance(file, str) or not file.endswith(".py") or _installed(file):
+    if not isinstance(file, str) or not file.endswith(".py") or installed(file):
         return None
     return os.path.realpath(file), fingerprint(Path(file)) or "missing"
 
@@ -183,7 +171,7 @@ class FilesRead:
         """What was read so far, by earlier pages and by this one until now, that is
         neither installed nor in an ignored folder."""
         found = cls.ever | cls._active.get(threading.get_ident(), set())
-        return {path for path in found if not path.startswith(cls.ignored) and not _installed(path)}
+        return {path for path in found if not path.startswith(cls.ignored) and not installed(path)}
 
     @classmethod
     @contextlib.contextmanager
@@ -290,8 +278,24 @@ def block_key(
 ) -> str:
     """The key of a block's HTML: everything ``base_format`` makes it from.
 
-    ``count`` is markdown-exec's count of what it rendered before in the build, which
-    the ids in the HTML are numbered from.
+    Args:
+        fingerprint: :func:`markdown_fingerprint`, which covers the Markdown
+            configuration (``markdown_extensions``, ``mdx_configs``,
+            ``use_directory_urls``), the environment key (this format, Python, the
+            platform, the installed distributions, the seed and ``PYTHONHASHSEED``)
+            and the repository's own code as it was loaded (:func:`local_code`).
+        count: markdown-exec's count of what it rendered before in the build, which
+            the ids in the HTML are numbered from.
+        kind: The fence's language as markdown-exec formats it (``python``, ``pycon``).
+        options: What markdown-exec passes the formatter (``html``, ``result``,
+            ``source``, ``tabs``, ``id``, ``session``, ``code``, ...), each by its value;
+            ``md`` left out (the Markdown object: its configuration is in
+            ``fingerprint``).
+        output: What the block printed (a ``pycon`` transcript).
+        raised: The statements that raised the exception the block shows.
+
+    Not in the key but kept beside each entry and checked when it is found: the
+    state of every file an extension read as pages rendered (see :class:`BlockHtml`).
     """
     shown = json.dumps(
         {name: value for name, value in options.items() if name != "md"},
@@ -338,7 +342,8 @@ class TemplateBytecode(FileSystemBytecodeCache):
     """Jinja's file cache of compiled templates, keyed on more than a template's source.
 
     Jinja checks the source only. Here the environment's settings, filters and tests,
-    and the repository's own code (``code``, :func:`local_code`) are checked too. A
+    and the repository's own code (``code``, :func:`local_code`) are checked too (the
+    installed distributions are in the folder's name, see :func:`jinja_cache`). A
     file that cannot be read is a template to compile; one that cannot be written is
     no error.
     """
@@ -386,7 +391,7 @@ def _installed_module(name: str | None) -> bool:
     file = getattr(module, "__file__", None)
     if name in sys.builtin_module_names or (module is not None and file is None):
         return True
-    return isinstance(file, str) and _installed(file)
+    return isinstance(file, str) and installed(file)
 
 
 def jinja_cache(folder: Path, environment: str, name: str, code: str) -> TemplateBytecode | None:
@@ -417,10 +422,19 @@ def _toc(items: Any) -> list:
 
 
 class SearchEntries(JsonMemo):
-    """Material's search entries per page, by everything the search plugin reads.
+    """Material's search entries per page, by everything the search plugin reads and
+    the environment key (the search plugin's version among the installed distributions).
 
     :meth:`attach` wraps one build's search index; :meth:`save` after the build.
+
+    Args:
+        path: The memory's file.
+        environment: :func:`~docexec.cache.environment_key` for this build.
     """
+
+    def __init__(self, path: Path, environment: str) -> None:
+        super().__init__(path)
+        self.environment = environment
 
     def attach(self, index: Any) -> bool:
         """Remember and replay ``index``'s entries; ``False`` if it is not one we know.
@@ -437,6 +451,7 @@ class SearchEntries(JsonMemo):
 
         def add_entry_from_context(page: Any) -> None:
             key = digest(
+                self.environment,
                 settings,
                 page.url,
                 str(page.title),

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from docexec.cache import installed_distributions
+
 #: A requirement as the plugin's ``package`` option takes it: a name and its extras.
 _REQUIREMENT = re.compile(
     r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?\s*$"
@@ -130,9 +132,8 @@ _SKIPPED = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
 
 
 def wheel_key(root: Path) -> str:
-    """What the wheel is made of: the sources' bytes, the build date, the builder."""
-    from importlib import metadata
-
+    """What the wheel is made of: the sources' bytes, the build date, and the builder
+    (Python and the installed distributions, setuptools among them)."""
     readme, sources = _inputs(root)
     digest = hashlib.sha256()
     files = [root / "pyproject.toml", *([root / readme] if readme else [])]
@@ -145,7 +146,7 @@ def wheel_key(root: Path) -> str:
         )
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    builder = f"{sys.version}|setuptools {metadata.version('setuptools')}"
+    builder = [sys.version, installed_distributions()]
     digest.update(f"{os.environ.get('SOURCE_DATE_EPOCH')}|{builder}".encode())
     return digest.hexdigest()[:32]
 

@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from docexec.cache import installed_folders
 from docexec.session import (
     AddressStabilizer,
     BlockResult,
@@ -288,9 +288,9 @@ class ReadFiles:
     An audit hook sees every ``open`` and folder listing (``os.listdir``,
     ``os.scandir``, ``glob``), whether it succeeded or not; :meth:`take` adds the
     source file of every module imported since (a module whose bytecode is cached
-    opens only its ``.pyc``). Only paths inside the repository count, outside its
-    virtual environment and ``__pycache__`` folders: installed distributions are
-    keyed by version instead. A folder counts by the names in it (see
+    opens only its ``.pyc``). Only paths inside the repository count, outside what is
+    installed (``cache.installed``: its virtual environment is keyed by versions
+    instead) and ``__pycache__`` folders. A folder counts by the names in it (see
     ``cache.fingerprint``), so a module added where an import failed reruns the page.
 
     Args:
@@ -301,11 +301,7 @@ class ReadFiles:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.join(os.path.realpath(root), "")
-        paths = sysconfig.get_paths()
-        self.skip = tuple(
-            os.path.join(os.path.realpath(p), "")
-            for p in {sys.prefix, paths["purelib"], paths["platlib"], paths["stdlib"]}
-        )
+        self.skip = installed_folders()
         self.found: set[str] = set()
         self.listed: set[str] = set()
         self.environ: dict[str, str | None] = {}
