@@ -184,26 +184,44 @@ def test_a_traceback_that_names_page_lines_reruns_when_they_move(tmp_path):
     assert 'docs/imports.md", line 6, in <module>' in page_text(tmp_path, "imports")
 
 
+def resealed(**fields: object):
+    """A damage: the record's ``fields`` replaced, and its checksum made to match them,
+    so that what refuses the record is the check of its fields' shapes."""
+
+    def damage(text: str) -> str:
+        data = json.loads(text)
+        changed = {
+            name: value(data) if callable(value) else value for name, value in fields.items()
+        }
+        return json.dumps(cache.sealed(dict(data, **changed)))
+
+    return damage
+
+
+def first_block(**fields: object):
+    return lambda data: [dict(data["blocks"][0], **fields)]
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         lambda text: text[: len(text) // 2],
         lambda text: "not json at all",
         lambda text: json.dumps(dict(json.loads(text), format=0)),
-        lambda text: json.dumps(dict(json.loads(text), blocks=[{"unexpected": 1}])),
-        lambda text: json.dumps(
-            dict(json.loads(text), blocks=[dict(json.loads(text)["blocks"][0], raised=5)])
-        ),
-        lambda text: json.dumps(
-            dict(json.loads(text), blocks=[dict(json.loads(text)["blocks"][0], output=None)])
-        ),
-        lambda text: json.dumps(dict(json.loads(text), files=[])),
+        lambda text: json.dumps(dict(json.loads(text), checksum="0" * 64)),
+        lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "checksum"}),
+        resealed(blocks=[{"unexpected": 1}]),
+        resealed(blocks=first_block(raised=5)),
+        resealed(blocks=first_block(output=None)),
+        resealed(files=[]),
         lambda text: b"\xff\xfe not text",
     ],
     ids=[
         "truncated",
         "corrupt",
         "older-format",
+        "checksum",
+        "no-checksum",
         "wrong-shape",
         "raised",
         "output",
@@ -355,3 +373,19 @@ def test_what_a_page_reads_without_python_s_open_still_reruns_it(tmp_path):
         db.execute("update t set v = 2")
     assert "docs/plain.md" in ran(build_in_process(tmp_path, {"DOCEXEC_TEST_BYTES": "x"}))
     assert "[(2,)]" in page_text(tmp_path, "plain")
+
+
+def test_a_record_altered_into_another_valid_one_is_a_miss_said_once(tmp_path):
+    """Valid JSON of the right shape, its output changed: never published."""
+    write_site(tmp_path)
+    build_in_process(tmp_path)
+    cold = site_bytes(tmp_path)
+    record = tmp_path / ".cache/docexec/docs/plain.md.json"
+    data = json.loads(record.read_text())
+    block = dict(data["blocks"][0], output=data["blocks"][0]["output"].replace("tensor", "forged"))
+    record.write_text(json.dumps(dict(data, blocks=[block])))
+    result = build_in_process(tmp_path)
+    assert ran(result) == {"docs/plain.md"}
+    assert len(re.findall(r"docs/plain\.md: record .*; running the page", result.log)) == 1
+    assert site_bytes(tmp_path) == cold
+    assert runs(build_in_process(tmp_path))["docs/plain.md"] == "reused"

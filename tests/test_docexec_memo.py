@@ -217,11 +217,13 @@ def test_a_memory_that_cannot_be_read_is_empty(tmp_path, counts, damage):
     if damage == "unreadable":
         search.write_text("{not json")
         blocks.write_bytes(b"\xff\xfe")
-    else:  # JSON, each entry of another shape than the build writes
-        search.write_text(json.dumps(dict.fromkeys(json.loads(search.read_text()), "text")))
+    else:  # each entry of another shape than the build writes, the checksum to match
+        keys = json.loads(search.read_text())["entries"]
+        search.write_text(json.dumps(cache.sealed({"entries": dict.fromkeys(keys, "text")})))
         shapes = ["<p>html</p>", ["<p>html</p>"], ["<p>html</p>", "1"], ["<p>html</p>", -1]]
-        keys = json.loads(blocks.read_text())
-        blocks.write_text(json.dumps(dict(zip(keys, shapes, strict=False))))
+        keys = json.loads(blocks.read_text())["entries"]
+        entries = dict(zip(keys, shapes, strict=False))
+        blocks.write_text(json.dumps(cache.sealed({"entries": entries})))
     again = build(tmp_path, counts)
     assert again["pages parsed"] == 2 and again["blocks rendered"] == BLOCKS
     assert site_bytes(tmp_path) == cold_site
@@ -489,9 +491,44 @@ def test_with_no_audit_hook_no_block_is_remembered(tmp_path):
     build_in_a_process(tmp_path)
     assert 'title="Second meaning"' in (tmp_path / "site/glossary-page/index.html").read_text()
     assert not any(
-        json.loads(memory.read_text())
+        json.loads(memory.read_text())["entries"]
         for memory in (tmp_path / ".cache/docexec/docs").glob("*.html.json")
     )
+
+
+def alter(files: list[Path], old: bytes, new: bytes) -> None:
+    """Change ``old`` into ``new`` (as long) in those of ``files`` that hold it: at least one."""
+    changed = 0
+    for path in files:
+        data = path.read_bytes()
+        if old in data:
+            path.write_bytes(data.replace(old, new))
+            changed += 1
+    assert changed, f"no memory holds {old!r}"
+
+
+@pytest.mark.parametrize("memory", ["search entries", "blocks' HTML", "templates"])
+def test_a_memory_altered_into_another_valid_one_is_not_used(tmp_path, counts, memory):
+    """An entry whose bytes were changed (valid JSON, the right shape; bytecode that
+    still loads) is never published: each memory carries a checksum of what it holds."""
+    write_site(tmp_path)
+    build(tmp_path, counts)
+    cold_site = site_bytes(tmp_path)
+    kept = tmp_path / ".cache/docexec"
+    if memory == "search entries":
+        alter([kept / "search.json"], b"Only prose.", b"Only forged")
+    elif memory == "blocks' HTML":
+        alter([kept / "docs/blocks.md.html.json"], b"a printed line", b"a forged  line")
+    else:  # a string constant in the marshalled code of the footer's template
+        alter(list((kept / "jinja").rglob("*.cache")), b"first footer", b"FIRST FOOTER")
+    again = build(tmp_path, counts)
+    assert site_bytes(tmp_path) == cold_site
+    if memory == "search entries":
+        assert again["pages parsed"] == 2
+    elif memory == "blocks' HTML":
+        assert again["blocks rendered"] == BLOCKS
+    else:
+        assert again["templates compiled"] > 0
 
 
 def test_every_memory_is_keyed_on_the_installed_distributions(tmp_path, counts, monkeypatch):

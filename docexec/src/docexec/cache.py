@@ -13,8 +13,9 @@ the outputs of its blocks, in order, under a key made of
 - every environment variable the page's process read, with its value.
 
 On the next build a page whose key still matches is not run: its record is
-replayed. A record that cannot be read (truncated, corrupt, another format) is a
-miss, logged once; a page that failed is never recorded. Records are written to a
+replayed. Each record carries a checksum of its content (:func:`sealed`): a record
+that cannot be read (truncated, corrupt, another format) or whose bytes were altered
+is a miss, logged once; a page that failed is never recorded. Records are written to a
 temporary file and renamed into place, so a reader (another build at the same
 time) sees a whole record or none.
 """
@@ -35,13 +36,48 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 #: Bumped whenever a record's meaning changes; older records are then misses.
-FORMAT = 3
+FORMAT = 4
 
 
 def digest(*parts: object) -> str:
     """A short, stable hash of JSON-able parts."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: The field of a stored memory that holds :func:`sealed`'s checksum.
+CHECKSUM = "checksum"
+
+
+def _checksum(body: dict) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sealed(data: dict) -> dict:
+    """``data`` with a checksum of its content, which :func:`unsealed` checks.
+
+    The checksum is over the JSON text of ``data`` as it will be loaded back (a tuple
+    as a list, a key as a string), dumped with sorted keys: any change to a value
+    (into another value of the right type, even) no longer matches.
+    """
+    body = json.loads(json.dumps({k: v for k, v in data.items() if k != CHECKSUM}))
+    return {**body, CHECKSUM: _checksum(body)}
+
+
+def unsealed(data: object) -> dict:
+    """``data`` as :func:`sealed` stored it, without its checksum.
+
+    Raises:
+        ValueError: It is no object with a checksum, or the checksum does not match
+            (the bytes were altered after the build wrote them).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get(CHECKSUM), str):
+        raise ValueError("it has no checksum")
+    body = {name: value for name, value in data.items() if name != CHECKSUM}
+    if _checksum(body) != data[CHECKSUM]:
+        raise ValueError("its checksum does not match: it was altered")
+    return body
 
 
 # What is installed ---------------------------------------------------------
@@ -120,8 +156,9 @@ def environment_key(seed: int) -> str:
     )
 
 
-def write_atomically(path: Path, text: str, prefix: str) -> None:
-    """Write ``text`` to a temporary file (``prefix``…) beside ``path``, then rename it.
+def write_atomically(path: Path, text: str | bytes, prefix: str) -> None:
+    """Write ``text`` (or bytes) to a temporary file (``prefix``…) beside ``path``, then
+    rename it.
 
     A reader sees the whole old file or the whole new one; a folder that cannot be
     written is no error (what would have been kept is only lost).
@@ -130,7 +167,7 @@ def write_atomically(path: Path, text: str, prefix: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=prefix)
         try:
-            with os.fdopen(handle, "w") as file:
+            with os.fdopen(handle, "wb" if isinstance(text, bytes) else "w") as file:
                 file.write(text)
             os.replace(scratch, path)
         except BaseException:
@@ -285,6 +322,10 @@ class ExecutionCache:
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 found = data.get("format") if isinstance(data, dict) else None
                 raise CacheMiss(f"record of format {found!r}", unreadable=True)
+            try:
+                data = unsealed(data)
+            except ValueError as error:
+                raise CacheMiss(f"record not used ({error})", unreadable=True) from None
             data["blocks"] = [BlockRecord(**block) for block in data["blocks"]]
             record = Record(**data)
             _check_shape(record)
@@ -307,8 +348,8 @@ class ExecutionCache:
         return record
 
     def store(self, record: Record) -> None:
-        """Write ``record`` atomically; a folder that cannot be written is no error."""
-        text = json.dumps(asdict(record), sort_keys=True, indent=1)
+        """Write ``record`` atomically, sealed; a folder that cannot be written is no error."""
+        text = json.dumps(sealed(asdict(record)), sort_keys=True, indent=1)
         write_atomically(self.path_for(record.page), text, prefix=".record-")
 
     def record_files(self, names: set[str]) -> dict[str, str | None]:

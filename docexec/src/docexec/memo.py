@@ -21,9 +21,10 @@ that are checked on every build:
 And under ``mkdocs serve``, :func:`poll_quickly` has the file watcher look for
 changes every tenth of a second instead of every half.
 
-Each memory is a JSON file written atomically; one that cannot be read is
-empty, never an error, and never stale: every entry is found by its inputs, the
-installed distributions among them (:func:`~docexec.cache.environment_key`).
+Each memory is a file written atomically with a checksum of what it holds; one
+that cannot be read, or whose bytes were altered, is empty, never an error, and
+never stale: every entry is found by its inputs, the installed distributions among
+them (:func:`~docexec.cache.environment_key`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 from jinja2 import FileSystemBytecodeCache
 from jinja2.bccache import Bucket
 
-from docexec.cache import digest, fingerprint, installed, write_atomically
+from docexec.cache import digest, fingerprint, installed, sealed, unsealed, write_atomically
 
 #: Seconds between two looks at the watched folders under ``mkdocs serve``.
 POLL = 0.1
@@ -203,13 +204,18 @@ class FileStates:
 
 
 class JsonMemo:
-    """A ``{key: value}`` memory in one JSON file, saved only when it changed."""
+    """A ``{key: value}`` memory in one JSON file, saved only when it changed.
+
+    The file holds the entries with a checksum of them (:func:`~docexec.cache.sealed`):
+    one whose bytes were altered after a build wrote it is empty, like one that
+    cannot be read.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = unsealed(json.loads(path.read_text()))["entries"]
+        except (OSError, ValueError, KeyError):
             data = None
         self.saved: dict[str, Any] = data if isinstance(data, dict) else {}
         self.entries: dict[str, Any] = {}
@@ -223,7 +229,8 @@ class JsonMemo:
     def save(self) -> None:
         """Keep what this build put, and only that: entries no build asks for are dropped."""
         if self.entries != self.saved:
-            write_atomically(self.path, json.dumps(self.entries), prefix=".memo-")
+            text = json.dumps(sealed({"entries": self.entries}))
+            write_atomically(self.path, text, prefix=".memo-")
             self.saved = self.entries
         self.entries = {}
 
@@ -343,8 +350,14 @@ class TemplateBytecode(FileSystemBytecodeCache):
 
     Jinja checks the source only. Here the environment's settings, filters and tests,
     and the repository's own code (``code``, :func:`local_code`) are checked too (the
-    installed distributions are in the folder's name, see :func:`jinja_cache`). A
-    file that cannot be read is a template to compile; one that cannot be written is
+    installed distributions are in the folder's name, see :func:`jinja_cache`).
+
+    Jinja's own file holds a pickled checksum of the source, then the marshalled code,
+    which it unpickles and unmarshals as it finds them: altered bytes there would be
+    unpickled (which may run anything), or loaded as other code that renders other
+    HTML (a changed string constant still loads). So each file here starts with the
+    SHA-256 of the rest, checked before Jinja sees a byte of it: a file that does not
+    match, or cannot be read, is a template to compile; one that cannot be written is
     no error.
     """
 
@@ -364,14 +377,26 @@ class TemplateBytecode(FileSystemBytecodeCache):
 
     def load_bytecode(self, bucket: Bucket) -> None:
         try:
-            super().load_bytecode(bucket)
-        except Exception:  # noqa: BLE001 - truncated or foreign: compile the template
+            data = Path(self._get_cache_filename(bucket)).read_bytes()
+        except OSError:
+            return
+        stored, payload = data[:_SHA256], data[_SHA256:]
+        if hashlib.sha256(payload).digest() != stored:
+            return  # altered, truncated, or not ours: compile the template
+        try:
+            bucket.bytecode_from_string(payload)
+        except Exception:  # noqa: BLE001 - another Jinja's: compile the template
             bucket.reset()
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         if getattr(bucket, "kept", True):
-            with contextlib.suppress(OSError):
-                super().dump_bytecode(bucket)
+            payload = bucket.bytecode_to_string()
+            data = hashlib.sha256(payload).digest() + payload
+            write_atomically(Path(self._get_cache_filename(bucket)), data, prefix=".bytecode-")
+
+
+#: The length of a SHA-256 digest, which starts each file of :class:`TemplateBytecode`.
+_SHA256 = hashlib.sha256().digest_size
 
 
 def _own_filters(environment: Any) -> bool:
