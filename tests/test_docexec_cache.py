@@ -389,3 +389,71 @@ def test_a_record_altered_into_another_valid_one_is_a_miss_said_once(tmp_path):
     assert len(re.findall(r"docs/plain\.md: record .*; running the page", result.log)) == 1
     assert site_bytes(tmp_path) == cold
     assert runs(build_in_process(tmp_path))["docs/plain.md"] == "reused"
+
+
+SAVED_WHILE_RUNNING = """\
+```python exec="on" result="text"
+import os, subprocess, sys
+root = os.environ["DOCEXEC_ROOT"]
+sys.path.insert(0, root)
+{read}
+# The author saves the file while the page runs: another process than the page's.
+subprocess.run(
+    [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(sys.argv[2])", {saved}],
+    check=True,
+)
+```
+"""
+
+
+@pytest.mark.parametrize(
+    ("read", "saved", "file", "before", "after"),
+    [
+        (
+            'print(open(os.path.join(root, "data.txt")).read())',
+            'os.path.join(root, "data.txt"), "second"',
+            "data.txt",
+            "first",
+            "second",
+        ),
+        (  # compiled ahead: the import opens only its .pyc
+            "import helper\nprint(helper.VALUE)",
+            'os.path.join(root, "helper.py"), "VALUE = \'two\'"',
+            "helper.py",
+            "one",
+            "two",
+        ),
+    ],
+    ids=["opened", "imported"],
+)
+def test_a_file_saved_while_its_page_runs_reruns_the_page(
+    tmp_path, read, saved, file, before, after
+):
+    """A file is fingerprinted as the page reads it, not after the page: the record
+    pairs the output with the content it was made from."""
+    write_site(tmp_path)
+    (tmp_path / "docs/reads.md").write_text(SAVED_WHILE_RUNNING.format(read=read, saved=saved))
+    build_in_process(tmp_path)
+    assert before in page_text(tmp_path, "reads")
+    assert after in (tmp_path / file).read_text()
+    result = build_in_process(tmp_path)
+    assert "docs/reads.md" in ran(result)
+    assert f"({file} changed)" in result.log
+    assert after in page_text(tmp_path, "reads")
+    assert runs(build_in_process(tmp_path))["docs/reads.md"] == "reused"
+
+
+def test_a_file_the_page_writes_before_it_reads_it_is_no_input(tmp_path):
+    """What the page wrote is its own output: the next build reuses the record."""
+    write_site(tmp_path)
+    (tmp_path / "docs/reads.md").write_text(
+        '```python exec="on" result="text"\nimport os\n'
+        'path = os.path.join(os.environ["DOCEXEC_ROOT"], "made.txt")\n'
+        'with open(path, "w") as file:\n    file.write("made by the page")\n'
+        "print(open(path).read())\n```\n"
+    )
+    build_in_process(tmp_path)
+    assert "made by the page" in page_text(tmp_path, "reads")
+    assert runs(build_in_process(tmp_path))["docs/reads.md"] == "reused"
+    record = json.loads((tmp_path / ".cache/docexec/docs/reads.md.json").read_text())
+    assert "made.txt" not in record["files"]

@@ -8,8 +8,8 @@ the outputs of its blocks, in order, under a key made of
   installed distributions and their versions, and the plugin settings that change
   output (the seed);
 - every file inside the repository that the page's process imported, opened or
-  listed while it ran, by content (observed in the process, see
-  :mod:`docexec.worker`), and whether each was there at all;
+  listed while it ran, by its content (or names, or absence) at the moment the
+  process first read it: fingerprinted in the process, see :mod:`docexec.worker`;
 - every environment variable the page's process read, with its value.
 
 On the next build a page whose key still matches is not run: its record is
@@ -215,7 +215,7 @@ class Record:
         lines: The page lines its fences open on.
         environment: :func:`environment_key` when it ran.
         files: Each repository file or folder its process read, with its
-            :func:`fingerprint` then.
+            :func:`fingerprint` when the process first read it.
         blocks: Its blocks, in the order they ran.
         seconds: How long they took to run.
         environ: Each environment variable its process read, with its value then
@@ -351,7 +351,3 @@ class ExecutionCache:
         """Write ``record`` atomically, sealed; a folder that cannot be written is no error."""
         text = json.dumps(sealed(asdict(record)), sort_keys=True, indent=1)
         write_atomically(self.path_for(record.page), text, prefix=".record-")
-
-    def record_files(self, names: set[str]) -> dict[str, str | None]:
-        """The fingerprint of each of ``names`` (relative to the root) now."""
-        return {name: fingerprint(self.root / name) for name in sorted(names)}

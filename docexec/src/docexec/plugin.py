@@ -236,7 +236,8 @@ class PageRun:
         sent: The blocks run or replayed so far, to bring a worker up to date.
         blocks: What each block was, for the notebook and script, by fence line.
         records: Each block as the cache records it.
-        files: Repository files the page's process read.
+        files: Repository files the page's process read, each with its fingerprint
+            when the process first read it.
         environ: Environment variables it read, with their values.
         reads_lines: Whether its code looked at stack frames (and so at page lines).
         includes: The page line of each ``--8<--`` in a block, by (fence line, file).
@@ -254,7 +255,7 @@ class PageRun:
     sent: list[tuple[Block, float]] = field(default_factory=list)
     blocks: dict[int, ExecutedBlock] = field(default_factory=dict)
     records: list[BlockRecord] = field(default_factory=list)
-    files: set[str] = field(default_factory=set)
+    files: dict[str, str | None] = field(default_factory=dict)
     environ: dict[str, str | None] = field(default_factory=dict)
     reads_lines: bool = False
     includes: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -424,7 +425,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                         fences=run.key,
                         lines=[f.line for f in run.fences],
                         environment=self.cache.environment,
-                        files=self.cache.record_files(run.files),
+                        files=dict(sorted(run.files.items())),
                         blocks=run.records,
                         seconds=round(run.seconds, 3),
                         environ=run.environ,
@@ -746,7 +747,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             raise ExampleError(
                 f"{run.path}:{fence}: the block could not be run: {error!r}"
             ) from error
-        run.files.update(result.files)
+        for name, state in result.files.items():  # as the page's process first read it
+            run.files.setdefault(name, state)
         for name, value in result.environ.items():
             run.environ.setdefault(name, value)
         run.reads_lines = run.reads_lines or result.reads_lines
