@@ -597,3 +597,24 @@ def test_each_input_of_a_block_s_key_changes_it_alone(monkeypatch):
     assert len(set(keys.values())) == len(keys), keys
     # The Markdown object itself is not: its configuration is.
     assert key(options={**OPTIONS, "md": object()}) == keys["nothing"]
+
+
+def test_what_an_extension_read_in_an_earlier_build_of_the_process_is_keyed_as_read(
+    tmp_path, counts
+):
+    """Under `mkdocs serve` every build runs in one process: Material still holds the
+    icon it read in the first build after the file changed. A block's HTML made then
+    is keyed on the icon as Material read it, so a later build in a new process does
+    not replay the old icon."""
+    write_site(tmp_path)
+    extend_config(tmp_path, ICONS)
+    icons = tmp_path / "overrides/.icons/my"
+    icons.mkdir(parents=True)
+    (icons / "star.svg").write_text('<svg id="one"></svg>')
+    add_page(tmp_path, "icons-a.md", 'print("Icon: :my-star:")')
+    build(tmp_path, counts)
+    (icons / "star.svg").write_text('<svg id="two"></svg>')
+    build(tmp_path, counts)  # as under serve: the icon is the one read first
+    assert 'id="one"' in (tmp_path / "site/icons-a/index.html").read_text()
+    build_in_a_process(tmp_path)
+    assert 'id="two"' in (tmp_path / "site/icons-a/index.html").read_text()

@@ -126,7 +126,10 @@ class FilesRead:
     block's HTML depend on that file; and one that keeps what it read (in an
     ``lru_cache``) reads it only once in a process, as it renders whichever page comes
     first. So what a block's HTML is keyed on is every file read as any page rendered
-    in this process so far (:meth:`seen`). Installed files are the environment key's.
+    in this process so far (:meth:`seen`), each in the state it had when it was last
+    read (:meth:`states`): under ``mkdocs serve``, a file changed since an extension
+    read and kept it is not what the HTML was made from. Installed files are the
+    environment key's.
     """
 
     _hooked = False
@@ -134,8 +137,11 @@ class FilesRead:
     _active: dict[int, set[str]] = {}
     #: Everything read while recording, in this process.
     ever: set[str] = set()
+    #: The fingerprint of each of those (but ignored and installed ones) at its last read.
+    _states: dict[str, str | None] = {}
     #: Folders whose files are no page's input (the memories themselves).
     ignored: tuple[str, ...] = ()
+    _local = threading.local()
 
     @classmethod
     def _audit(cls, event: str, args: tuple) -> None:
@@ -145,8 +151,18 @@ class FilesRead:
             return
         found = cls._active.get(threading.get_ident())
         path = args[0] if args else None
-        if found is not None and isinstance(path, (str, bytes, os.PathLike)):
-            found.add(os.path.abspath(os.fsdecode(path)))
+        if found is None or not isinstance(path, (str, bytes, os.PathLike)):
+            return
+        if getattr(cls._local, "busy", False):  # the fingerprint's own reads
+            return
+        path = os.path.abspath(os.fsdecode(path))
+        found.add(path)
+        if not path.startswith(cls.ignored) and not installed(path):
+            cls._local.busy = True
+            try:
+                cls._states[path] = fingerprint(Path(path))  # as the reader finds it
+            finally:
+                cls._local.busy = False
 
     @classmethod
     def works(cls) -> bool:
@@ -175,6 +191,12 @@ class FilesRead:
         return {path for path in found if not path.startswith(cls.ignored) and not installed(path)}
 
     @classmethod
+    def states(cls) -> dict[str, str | None]:
+        """Each of :meth:`seen` with its :func:`~docexec.cache.fingerprint` when it was
+        last read."""
+        return {path: cls._states.get(path, "unknown") for path in sorted(cls.seen())}
+
+    @classmethod
     @contextlib.contextmanager
     def paused(cls) -> Iterator[None]:
         """Not recording (while a block runs in its own process, say)."""
@@ -188,19 +210,17 @@ class FilesRead:
 
 
 class FileStates:
-    """The :func:`~docexec.cache.fingerprint` of files, each read once in a build."""
+    """The :func:`~docexec.cache.fingerprint` of files now, each read once in a build
+    (by docexec, not by a page's rendering: not recorded by :class:`FilesRead`)."""
 
     def __init__(self) -> None:
         self.known: dict[str, str | None] = {}
 
     def __call__(self, path: str) -> str | None:
         if path not in self.known:
-            self.known[path] = fingerprint(Path(path))
+            with FilesRead.paused():
+                self.known[path] = fingerprint(Path(path))
         return self.known[path]
-
-    def of(self, paths: set[str]) -> dict[str, str | None]:
-        """The state of each of ``paths``."""
-        return {path: self(path) for path in sorted(paths)}
 
 
 class JsonMemo:
@@ -238,7 +258,8 @@ class JsonMemo:
 class BlockHtml(JsonMemo):
     """What each block of one page rendered to, by :func:`block_key`:
     ``[html, conversions, files]``, ``conversions`` being how many markdown-exec counted
-    for it and ``files`` the state of what rendering had read (:meth:`FilesRead.seen`)."""
+    for it and ``files`` the state of what rendering had read as it read it
+    (:meth:`FilesRead.states`), which must be each file's state now (``states``)."""
 
     def __init__(self, path: Path, states: FileStates) -> None:
         super().__init__(path)

@@ -677,7 +677,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         ):
             key = block_key(self.markdown_key, count, kind, kwargs, *ran)
             conversions = MarkdownConverter.counter - count
-            run_.html.put(key, [str(html), conversions, self.states.of(FilesRead.seen())])
+            run_.html.put(key, [str(html), conversions, FilesRead.states()])
         return html
 
     def _as_written(self, run: PageRun, fence: int, source: str) -> str:
