@@ -185,26 +185,44 @@ def test_a_traceback_that_names_page_lines_reruns_when_they_move(tmp_path):
     assert 'docs/imports.md", line 6, in <module>' in page_text(tmp_path, "imports")
 
 
+def resealed(**fields: object):
+    """A damage: the record's ``fields`` replaced, and its checksum made to match them,
+    so that what refuses the record is the check of its fields' shapes."""
+
+    def damage(text: str) -> str:
+        data = json.loads(text)
+        changed = {
+            name: value(data) if callable(value) else value for name, value in fields.items()
+        }
+        return json.dumps(cache.sealed(dict(data, **changed)))
+
+    return damage
+
+
+def first_block(**fields: object):
+    return lambda data: [dict(data["blocks"][0], **fields)]
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         lambda text: text[: len(text) // 2],
         lambda text: "not json at all",
         lambda text: json.dumps(dict(json.loads(text), format=0)),
-        lambda text: json.dumps(dict(json.loads(text), blocks=[{"unexpected": 1}])),
-        lambda text: json.dumps(
-            dict(json.loads(text), blocks=[dict(json.loads(text)["blocks"][0], raised=5)])
-        ),
-        lambda text: json.dumps(
-            dict(json.loads(text), blocks=[dict(json.loads(text)["blocks"][0], output=None)])
-        ),
-        lambda text: json.dumps(dict(json.loads(text), files=[])),
+        lambda text: json.dumps(dict(json.loads(text), checksum="0" * 64)),
+        lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "checksum"}),
+        resealed(blocks=[{"unexpected": 1}]),
+        resealed(blocks=first_block(raised=5)),
+        resealed(blocks=first_block(output=None)),
+        resealed(files=[]),
         lambda text: b"\xff\xfe not text",
     ],
     ids=[
         "truncated",
         "corrupt",
         "older-format",
+        "checksum",
+        "no-checksum",
         "wrong-shape",
         "raised",
         "output",
@@ -276,26 +294,29 @@ def test_a_changed_distribution_version_changes_the_environment_key(monkeypatch)
             self.metadata = {"Name": "somepackage"}
             self.version = version
 
+    monkeypatch.setattr(cache, "_DISTRIBUTIONS", None)
+    monkeypatch.setattr(cache, "site_folders", lambda: [])
     monkeypatch.setattr(cache.metadata, "distributions", lambda path: [Dist("1.0")])
-    before = cache._environment_key(0)
-    assert cache._environment_key(0) == before
+    before = cache.environment_key(0)
+    assert cache.environment_key(0) == before
+    monkeypatch.setattr(cache, "_DISTRIBUTIONS", None)
     monkeypatch.setattr(cache.metadata, "distributions", lambda path: [Dist("1.1")])
-    assert cache._environment_key(0) != before
-    assert cache._environment_key(1) != cache._environment_key(0)
+    assert cache.environment_key(0) != before
+    assert cache.environment_key(1) != cache.environment_key(0)
 
 
-def test_the_environment_key_is_read_again_when_site_packages_changes(monkeypatch, tmp_path):
-    monkeypatch.setattr(cache, "_site_folders", lambda: [str(tmp_path)])
-    monkeypatch.setattr(cache, "_ENVIRONMENT", None)
+def test_the_distributions_are_read_again_when_site_packages_changes(monkeypatch, tmp_path):
+    monkeypatch.setattr(cache, "site_folders", lambda: [str(tmp_path)])
+    monkeypatch.setattr(cache, "_DISTRIBUTIONS", None)
     calls = []
-    monkeypatch.setattr(cache, "_environment_key", lambda seed: calls.append(seed) or "key")
-    cache.environment_key(0)
-    cache.environment_key(0)
-    assert calls == [0]
+    monkeypatch.setattr(cache, "_read_distributions", lambda: calls.append(1) or ["a==1"])
+    assert cache.installed_distributions() == ["a==1"]
+    cache.installed_distributions()
+    assert calls == [1]
     (tmp_path / "new_package-1.0.dist-info").mkdir()
     os.utime(tmp_path, ns=(0, 1))  # a folder's time can stay within a tick: set it
-    cache.environment_key(0)
-    assert calls == [0, 0]
+    cache.installed_distributions()
+    assert calls == [1, 1]
 
 
 def test_an_environment_variable_the_page_read_reruns_it_when_it_changes(tmp_path):
@@ -353,3 +374,87 @@ def test_what_a_page_reads_without_python_s_open_still_reruns_it(tmp_path):
         db.execute("update t set v = 2")
     assert "docs/plain.md" in ran(build_in_process(tmp_path, {"DOCEXEC_TEST_BYTES": "x"}))
     assert "[(2,)]" in page_text(tmp_path, "plain")
+
+
+def test_a_record_altered_into_another_valid_one_is_a_miss_said_once(tmp_path):
+    """Valid JSON of the right shape, its output changed: never published."""
+    write_site(tmp_path)
+    build_in_process(tmp_path)
+    cold = site_bytes(tmp_path)
+    record = tmp_path / ".cache/docexec/docs/plain.md.json"
+    data = json.loads(record.read_text())
+    block = dict(data["blocks"][0], output=data["blocks"][0]["output"].replace("tensor", "forged"))
+    record.write_text(json.dumps(dict(data, blocks=[block])))
+    result = build_in_process(tmp_path)
+    assert ran(result) == {"docs/plain.md"}
+    assert len(re.findall(r"docs/plain\.md: record .*; running the page", result.log)) == 1
+    assert site_bytes(tmp_path) == cold
+    assert runs(build_in_process(tmp_path))["docs/plain.md"] == "reused"
+
+
+SAVED_WHILE_RUNNING = """\
+```python exec="on" result="text"
+import os, subprocess, sys
+root = os.environ["DOCEXEC_ROOT"]
+sys.path.insert(0, root)
+{read}
+# The author saves the file while the page runs: another process than the page's.
+subprocess.run(
+    [sys.executable, "-c", "import sys; open(sys.argv[1], 'w').write(sys.argv[2])", {saved}],
+    check=True,
+)
+```
+"""
+
+
+@pytest.mark.parametrize(
+    ("read", "saved", "file", "before", "after"),
+    [
+        (
+            'print(open(os.path.join(root, "data.txt")).read())',
+            'os.path.join(root, "data.txt"), "second"',
+            "data.txt",
+            "first",
+            "second",
+        ),
+        (  # compiled ahead: the import opens only its .pyc
+            "import helper\nprint(helper.VALUE)",
+            'os.path.join(root, "helper.py"), "VALUE = \'two\'"',
+            "helper.py",
+            "one",
+            "two",
+        ),
+    ],
+    ids=["opened", "imported"],
+)
+def test_a_file_saved_while_its_page_runs_reruns_the_page(
+    tmp_path, read, saved, file, before, after
+):
+    """A file is fingerprinted as the page reads it, not after the page: the record
+    pairs the output with the content it was made from."""
+    write_site(tmp_path)
+    (tmp_path / "docs/reads.md").write_text(SAVED_WHILE_RUNNING.format(read=read, saved=saved))
+    build_in_process(tmp_path)
+    assert before in page_text(tmp_path, "reads")
+    assert after in (tmp_path / file).read_text()
+    result = build_in_process(tmp_path)
+    assert "docs/reads.md" in ran(result)
+    assert f"({file} changed)" in result.log
+    assert after in page_text(tmp_path, "reads")
+    assert runs(build_in_process(tmp_path))["docs/reads.md"] == "reused"
+
+
+def test_a_file_the_page_writes_before_it_reads_it_is_no_input(tmp_path):
+    """What the page wrote is its own output: the next build reuses the record."""
+    write_site(tmp_path)
+    (tmp_path / "docs/reads.md").write_text(
+        '```python exec="on" result="text"\nimport os\n'
+        'path = os.path.join(os.environ["DOCEXEC_ROOT"], "made.txt")\n'
+        'with open(path, "w") as file:\n    file.write("made by the page")\n'
+        "print(open(path).read())\n```\n"
+    )
+    build_in_process(tmp_path)
+    assert "made by the page" in page_text(tmp_path, "reads")
+    assert runs(build_in_process(tmp_path))["docs/reads.md"] == "reused"
+    record = json.loads((tmp_path / ".cache/docexec/docs/reads.md.json").read_text())
+    assert "made.txt" not in record["files"]

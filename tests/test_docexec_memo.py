@@ -24,7 +24,7 @@ from conftest import build_in_process
 from material.plugins.search import plugin as search_plugin
 from mkdocs.livereload import LiveReloadServer
 
-from docexec import memo, plugin
+from docexec import cache, memo, plugin
 
 pytestmark = pytest.mark.site
 
@@ -217,11 +217,13 @@ def test_a_memory_that_cannot_be_read_is_empty(tmp_path, counts, damage):
     if damage == "unreadable":
         search.write_text("{not json")
         blocks.write_bytes(b"\xff\xfe")
-    else:  # JSON, each entry of another shape than the build writes
-        search.write_text(json.dumps(dict.fromkeys(json.loads(search.read_text()), "text")))
+    else:  # each entry of another shape than the build writes, the checksum to match
+        keys = json.loads(search.read_text())["entries"]
+        search.write_text(json.dumps(cache.sealed({"entries": dict.fromkeys(keys, "text")})))
         shapes = ["<p>html</p>", ["<p>html</p>"], ["<p>html</p>", "1"], ["<p>html</p>", -1]]
-        keys = json.loads(blocks.read_text())
-        blocks.write_text(json.dumps(dict(zip(keys, shapes, strict=False))))
+        keys = json.loads(blocks.read_text())["entries"]
+        entries = dict(zip(keys, shapes, strict=False))
+        blocks.write_text(json.dumps(cache.sealed({"entries": entries})))
     again = build(tmp_path, counts)
     assert again["pages parsed"] == 2 and again["blocks rendered"] == BLOCKS
     assert site_bytes(tmp_path) == cold_site
@@ -489,6 +491,130 @@ def test_with_no_audit_hook_no_block_is_remembered(tmp_path):
     build_in_a_process(tmp_path)
     assert 'title="Second meaning"' in (tmp_path / "site/glossary-page/index.html").read_text()
     assert not any(
-        json.loads(memory.read_text())
+        json.loads(memory.read_text())["entries"]
         for memory in (tmp_path / ".cache/docexec/docs").glob("*.html.json")
     )
+
+
+def alter(files: list[Path], old: bytes, new: bytes) -> None:
+    """Change ``old`` into ``new`` (as long) in those of ``files`` that hold it: at least one."""
+    changed = 0
+    for path in files:
+        data = path.read_bytes()
+        if old in data:
+            path.write_bytes(data.replace(old, new))
+            changed += 1
+    assert changed, f"no memory holds {old!r}"
+
+
+@pytest.mark.parametrize("memory", ["search entries", "blocks' HTML", "templates"])
+def test_a_memory_altered_into_another_valid_one_is_not_used(tmp_path, counts, memory):
+    """An entry whose bytes were changed (valid JSON, the right shape; bytecode that
+    still loads) is never published: each memory carries a checksum of what it holds."""
+    write_site(tmp_path)
+    build(tmp_path, counts)
+    cold_site = site_bytes(tmp_path)
+    kept = tmp_path / ".cache/docexec"
+    if memory == "search entries":
+        alter([kept / "search.json"], b"Only prose.", b"Only forged")
+    elif memory == "blocks' HTML":
+        alter([kept / "docs/blocks.md.html.json"], b"a printed line", b"a forged  line")
+    else:  # a string constant in the marshalled code of the footer's template
+        alter(list((kept / "jinja").rglob("*.cache")), b"first footer", b"FIRST FOOTER")
+    again = build(tmp_path, counts)
+    assert site_bytes(tmp_path) == cold_site
+    if memory == "search entries":
+        assert again["pages parsed"] == 2
+    elif memory == "blocks' HTML":
+        assert again["blocks rendered"] == BLOCKS
+    else:
+        assert again["templates compiled"] > 0
+
+
+def test_every_memory_is_keyed_on_the_installed_distributions(tmp_path, counts, monkeypatch):
+    """CI restores the cache across commits: after a bump of mkdocs-material (a
+    Dependabot pull request), no memory gives what the old version made."""
+    write_site(tmp_path)
+    build(tmp_path, counts)
+    installed = cache.installed_distributions()
+    bumped = [
+        "mkdocs-material==0.0.1" if name.startswith("mkdocs-material==") else name
+        for name in installed
+    ]
+    assert bumped != installed
+    monkeypatch.setattr(cache, "installed_distributions", lambda: bumped)
+    again = build(tmp_path, counts)
+    assert again["pages parsed"] == 2
+    assert again["blocks rendered"] == BLOCKS
+    assert again["templates compiled"] > 10
+
+
+MARKDOWN = {
+    "markdown_extensions": ["toc", "pymdownx.superfences"],
+    "mdx_configs": {"toc": {"permalink": True}},
+    "use_directory_urls": True,
+}
+OPTIONS = {"code": 'print("hi")', "html": False, "result": "", "session": None, "md": None}
+
+
+def test_each_input_of_a_block_s_key_changes_it_alone(monkeypatch):
+    """Every input block_key's docstring names, changed alone, gives another key."""
+
+    def key(markdown=MARKDOWN, seed=0, code="code", count=0, kind="python", **rest) -> str:
+        fingerprint = memo.markdown_fingerprint(markdown, cache.environment_key(seed), code)
+        options, output, raised = rest.get("options", OPTIONS), rest.get("output", "hi\n"), []
+        return memo.block_key(fingerprint, count, kind, options, output, rest.get("raised", raised))
+
+    def environment(owner: object, name: str, value: object) -> str:
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, name, value)
+            return key()
+
+    installed = cache.installed_distributions()
+    keys = {
+        "nothing": key(),
+        "markdown_extensions": key(markdown={**MARKDOWN, "markdown_extensions": ["toc"]}),
+        "mdx_configs": key(markdown={**MARKDOWN, "mdx_configs": {}}),
+        "use_directory_urls": key(markdown={**MARKDOWN, "use_directory_urls": False}),
+        "format": environment(cache, "FORMAT", cache.FORMAT + 1),
+        "python": environment(cache.sys, "version", "3.99.0"),
+        "machine": environment(cache.platform, "machine", lambda: "another machine"),
+        "system": environment(cache.platform, "system", lambda: "another system"),
+        "distributions": environment(cache, "installed_distributions", lambda: installed[1:]),
+        "seed": key(seed=1),
+        "code": key(code="other code"),
+        "count": key(count=1),
+        "kind": key(kind="pycon"),
+        "an option": key(options={**OPTIONS, "html": True}),
+        "the code option": key(options={**OPTIONS, "code": 'print("hi") '}),
+        "an option added": key(options={**OPTIONS, "id": "x"}),
+        "output": key(output="hi!\n"),
+        "raised": key(raised=[0]),
+    }
+    with monkeypatch.context() as patch:
+        patch.setenv("PYTHONHASHSEED", "another")
+        keys["PYTHONHASHSEED"] = key()
+    assert len(set(keys.values())) == len(keys), keys
+    # The Markdown object itself is not: its configuration is.
+    assert key(options={**OPTIONS, "md": object()}) == keys["nothing"]
+
+
+def test_what_an_extension_read_in_an_earlier_build_of_the_process_is_keyed_as_read(
+    tmp_path, counts
+):
+    """Under `mkdocs serve` every build runs in one process: Material still holds the
+    icon it read in the first build after the file changed. A block's HTML made then
+    is keyed on the icon as Material read it, so a later build in a new process does
+    not replay the old icon."""
+    write_site(tmp_path)
+    extend_config(tmp_path, ICONS)
+    icons = tmp_path / "overrides/.icons/my"
+    icons.mkdir(parents=True)
+    (icons / "star.svg").write_text('<svg id="one"></svg>')
+    add_page(tmp_path, "icons-a.md", 'print("Icon: :my-star:")')
+    build(tmp_path, counts)
+    (icons / "star.svg").write_text('<svg id="two"></svg>')
+    build(tmp_path, counts)  # as under serve: the icon is the one read first
+    assert 'id="one"' in (tmp_path / "site/icons-a/index.html").read_text()
+    build_in_a_process(tmp_path)
+    assert 'id="two"' in (tmp_path / "site/icons-a/index.html").read_text()

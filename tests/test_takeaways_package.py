@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import subprocess
 import sys
 import zipfile
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from docexec import package
 from docexec.package import (
     build_wheel,
     cached_wheel,
@@ -116,3 +118,73 @@ def test_the_wheel_is_built_again_only_when_what_it_is_made_of_changes(tmp_path,
     third = cached_wheel(project, tmp_path / "three", cache)
     assert b"VALUE = 2" in zipfile.ZipFile(third).read("tiny/__init__.py")
     assert len(list(cache.iterdir())) == 2
+
+
+def tiny_project(root: Path) -> Path:
+    (root / "src" / "tiny").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tiny"\nversion = "1.0"\n'
+        '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+    )
+    (root / "src" / "tiny" / "__init__.py").write_text("VALUE = 1\n")
+    return root
+
+
+def garbage_everywhere(kept: Path) -> None:
+    for path in kept.iterdir():
+        path.write_bytes(b"garbage")
+
+
+def another_valid_wheel(kept: Path) -> None:
+    """A whole zip, its digest made to match, one member changed: only RECORD tells."""
+    (wheel,) = kept.glob("*.whl")
+    with zipfile.ZipFile(wheel) as old:
+        members = [(info, old.read(info)) for info in old.infolist()]
+    with zipfile.ZipFile(wheel, "w") as new:
+        for info, data in members:
+            new.writestr(info, data.replace(b"VALUE = 1", b"VALUE = 9"))
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (kept / "SHA256SUM").write_text(f"{digest}  {wheel.name}\n")
+
+
+def one_byte_changed(kept: Path) -> None:
+    (wheel,) = kept.glob("*.whl")
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 2] ^= 1
+    wheel.write_bytes(bytes(data))
+
+
+def no_digest(kept: Path) -> None:
+    (kept / "SHA256SUM").unlink()
+
+
+@pytest.mark.parametrize(
+    "damage", [garbage_everywhere, another_valid_wheel, one_byte_changed, no_digest]
+)
+def test_a_kept_wheel_that_is_not_what_was_kept_is_built_again_said_once(
+    tmp_path, monkeypatch, caplog, damage
+):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    project = tiny_project(tmp_path / "project")
+    cache = tmp_path / "cache"
+    fresh = build_wheel(project, tmp_path / "fresh").read_bytes()
+    cached_wheel(project, tmp_path / "one", cache)
+    (kept,) = cache.iterdir()
+    damage(kept)
+    caplog.set_level(logging.INFO)
+    published = cached_wheel(project, tmp_path / "two", cache)
+    assert published.read_bytes() == fresh
+    said = [r.getMessage() for r in caplog.records if "kept wheel" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("; building it again"), said
+    caplog.clear()
+    assert cached_wheel(project, tmp_path / "three", cache).read_bytes() == fresh
+    assert not [r for r in caplog.records if "kept wheel" in r.getMessage()]  # kept anew
+
+
+def test_the_wheel_key_names_the_installed_distributions(tmp_path, monkeypatch):
+    project = tiny_project(tmp_path / "project")
+    key = wheel_key(project)
+    installed = package.installed_distributions()
+    monkeypatch.setattr(package, "installed_distributions", lambda: [*installed, "tool==2"])
+    assert wheel_key(project) != key

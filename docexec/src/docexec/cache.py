@@ -4,16 +4,18 @@ When a page's examples have run, :class:`ExecutionCache` stores one record for i
 the outputs of its blocks, in order, under a key made of
 
 - the page's executed fences (their text and options, included files expanded);
-- the environment: this format, the interpreter, the installed distributions and
-  their versions, and the plugin settings that change output (the seed);
+- the environment (:func:`environment_key`): this format, the interpreter, the
+  installed distributions and their versions, and the plugin settings that change
+  output (the seed);
 - every file inside the repository that the page's process imported, opened or
-  listed while it ran, by content (observed in the process, see
-  :mod:`docexec.worker`), and whether each was there at all;
+  listed while it ran, by its content (or names, or absence) at the moment the
+  process first read it: fingerprinted in the process, see :mod:`docexec.worker`;
 - every environment variable the page's process read, with its value.
 
 On the next build a page whose key still matches is not run: its record is
-replayed. A record that cannot be read (truncated, corrupt, another format) is a
-miss, logged once; a page that failed is never recorded. Records are written to a
+replayed. Each record carries a checksum of its content (:func:`sealed`): a record
+that cannot be read (truncated, corrupt, another format) or whose bytes were altered
+is a miss, logged once; a page that failed is never recorded. Records are written to a
 temporary file and renamed into place, so a reader (another build at the same
 time) sees a whole record or none.
 """
@@ -21,6 +23,7 @@ time) sees a whole record or none.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -33,7 +36,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 #: Bumped whenever a record's meaning changes; older records are then misses.
-FORMAT = 3
+FORMAT = 4
 
 
 def digest(*parts: object) -> str:
@@ -42,31 +45,50 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-#: The last environment key, with the state of sys.path it was computed from.
-_ENVIRONMENT: tuple[object, str] | None = None
+#: The field of a stored memory that holds :func:`sealed`'s checksum.
+CHECKSUM = "checksum"
 
 
-def environment_key(seed: int) -> str:
-    """What, outside the repository, can change any page's output.
+def _checksum(body: dict) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    Reading every distribution's metadata takes a tenth of a second, which a
-    rebuild under ``mkdocs serve`` should not pay each time: the key is kept while
-    the site-packages folders are unchanged (installing or removing a distribution
-    changes its folder).
+
+def sealed(data: dict) -> dict:
+    """``data`` with a checksum of its content, which :func:`unsealed` checks.
+
+    The checksum is over the JSON text of ``data`` as it will be loaded back (a tuple
+    as a list, a key as a string), dumped with sorted keys: any change to a value
+    (into another value of the right type, even) no longer matches.
     """
-    global _ENVIRONMENT
-    state = [seed, os.environ.get("PYTHONHASHSEED")]
-    for folder in _site_folders():
-        with contextlib.suppress(OSError):
-            state.append((folder, os.stat(folder).st_mtime_ns))
-    if _ENVIRONMENT is not None and _ENVIRONMENT[0] == state:
-        return _ENVIRONMENT[1]
-    key = _environment_key(seed)
-    _ENVIRONMENT = (state, key)
-    return key
+    body = json.loads(json.dumps({k: v for k, v in data.items() if k != CHECKSUM}))
+    return {**body, CHECKSUM: _checksum(body)}
 
 
-def _site_folders() -> list[str]:
+def unsealed(data: object) -> dict:
+    """``data`` as :func:`sealed` stored it, without its checksum.
+
+    Raises:
+        ValueError: It is no object with a checksum, or the checksum does not match
+            (the bytes were altered after the build wrote them).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get(CHECKSUM), str):
+        raise ValueError("it has no checksum")
+    body = {name: value for name, value in data.items() if name != CHECKSUM}
+    if _checksum(body) != data[CHECKSUM]:
+        raise ValueError("its checksum does not match: it was altered")
+    return body
+
+
+# What is installed ---------------------------------------------------------
+#
+# One definition, used by every key and by every look at a path: the interpreter's
+# own folders and the distributions installed for it. Whatever lies in them is
+# covered by the environment key (the standard library by Python's version, the
+# rest by the distributions' versions), never by a file's content.
+
+
+def site_folders() -> list[str]:
     """Where distributions are installed for this interpreter (its venv's site-packages).
 
     Not all of ``sys.path``: what a test or a page puts there, and a stale
@@ -76,24 +98,67 @@ def _site_folders() -> list[str]:
     return sorted({paths["purelib"], paths["platlib"]})
 
 
-def _environment_key(seed: int) -> str:
-    distributions = sorted(
+@functools.cache
+def installed_folders() -> tuple[str, ...]:
+    """The interpreter's folders and :func:`site_folders`, real paths ending in a separator."""
+    paths = sysconfig.get_paths()
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    folders |= {paths["stdlib"], paths["platstdlib"], *site_folders()}
+    return tuple(sorted(os.path.join(os.path.realpath(folder), "") for folder in folders))
+
+
+def installed(path: str) -> bool:
+    """Whether ``path`` is the interpreter's or an installed distribution's."""
+    return os.path.realpath(path).startswith(installed_folders())
+
+
+#: The last :func:`installed_distributions`, with the state of the folders it was read from.
+_DISTRIBUTIONS: tuple[list, list[str]] | None = None
+
+
+def installed_distributions() -> list[str]:
+    """Every distribution in :func:`site_folders`, as ``name==version``, sorted.
+
+    Reading every distribution's metadata takes a tenth of a second, which a
+    rebuild under ``mkdocs serve`` should not pay each time: the list is kept while
+    the site-packages folders are unchanged (installing or removing a distribution
+    changes its folder).
+    """
+    global _DISTRIBUTIONS
+    state = []
+    for folder in site_folders():
+        with contextlib.suppress(OSError):
+            state.append((folder, os.stat(folder).st_mtime_ns))
+    if _DISTRIBUTIONS is None or _DISTRIBUTIONS[0] != state:
+        _DISTRIBUTIONS = (state, _read_distributions())
+    return list(_DISTRIBUTIONS[1])
+
+
+def _read_distributions() -> list[str]:
+    return sorted(
         f"{dist.metadata['Name']}=={dist.version}"
-        for dist in metadata.distributions(path=_site_folders())
+        for dist in metadata.distributions(path=site_folders())
         if dist.metadata["Name"]
     )
+
+
+def environment_key(seed: int) -> str:
+    """What, outside the repository, can change any page's output: this format, the
+    interpreter, :func:`installed_distributions`, and the plugin settings that change
+    output (the seed, and ``PYTHONHASHSEED``)."""
     return digest(
         FORMAT,
         sys.version,
         platform.machine(),
         platform.system(),
-        distributions,
+        installed_distributions(),
         {"seed": seed, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED")},
     )
 
 
-def write_atomically(path: Path, text: str, prefix: str) -> None:
-    """Write ``text`` to a temporary file (``prefix``…) beside ``path``, then rename it.
+def write_atomically(path: Path, text: str | bytes, prefix: str) -> None:
+    """Write ``text`` (or bytes) to a temporary file (``prefix``…) beside ``path``, then
+    rename it.
 
     A reader sees the whole old file or the whole new one; a folder that cannot be
     written is no error (what would have been kept is only lost).
@@ -102,7 +167,7 @@ def write_atomically(path: Path, text: str, prefix: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=prefix)
         try:
-            with os.fdopen(handle, "w") as file:
+            with os.fdopen(handle, "wb" if isinstance(text, bytes) else "w") as file:
                 file.write(text)
             os.replace(scratch, path)
         except BaseException:
@@ -150,7 +215,7 @@ class Record:
         lines: The page lines its fences open on.
         environment: :func:`environment_key` when it ran.
         files: Each repository file or folder its process read, with its
-            :func:`fingerprint` then.
+            :func:`fingerprint` when the process first read it.
         blocks: Its blocks, in the order they ran.
         seconds: How long they took to run.
         environ: Each environment variable its process read, with its value then
@@ -257,6 +322,10 @@ class ExecutionCache:
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 found = data.get("format") if isinstance(data, dict) else None
                 raise CacheMiss(f"record of format {found!r}", unreadable=True)
+            try:
+                data = unsealed(data)
+            except ValueError as error:
+                raise CacheMiss(f"record not used ({error})", unreadable=True) from None
             data["blocks"] = [BlockRecord(**block) for block in data["blocks"]]
             record = Record(**data)
             _check_shape(record)
@@ -279,8 +348,8 @@ class ExecutionCache:
         return record
 
     def store(self, record: Record) -> None:
-        """Write ``record`` atomically; a folder that cannot be written is no error."""
-        text = json.dumps(asdict(record), sort_keys=True, indent=1)
+        """Write ``record`` atomically, sealed; a folder that cannot be written is no error."""
+        text = json.dumps(sealed(asdict(record)), sort_keys=True, indent=1)
         write_atomically(self.path_for(record.page), text, prefix=".record-")
 
     def recorded_seconds(self, page: str) -> float | None:
@@ -291,7 +360,3 @@ class ExecutionCache:
         except (OSError, ValueError, AttributeError):
             return None
         return float(seconds) if isinstance(seconds, (int, float)) else None
-
-    def record_files(self, names: set[str]) -> dict[str, str | None]:
-        """The fingerprint of each of ``names`` (relative to the root) now."""
-        return {name: fingerprint(self.root / name) for name in sorted(names)}

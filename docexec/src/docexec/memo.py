@@ -15,13 +15,16 @@ that are checked on every build:
 - **Search entries.** Material's search plugin parses every page's HTML into
   sections on every build; :class:`SearchEntries` keeps the entries a page gave,
   under a key of everything the plugin reads from the page (its HTML, table of
-  contents, address, title and metadata) and the plugin's settings.
+  contents, address, title and metadata), the plugin's settings and the
+  environment key (which names the installed distributions).
 
 And under ``mkdocs serve``, :func:`poll_quickly` has the file watcher look for
 changes every tenth of a second instead of every half.
 
-Each memory is a JSON file written atomically; one that cannot be read is
-empty, never an error, and never stale: every entry is found by its inputs.
+Each memory is a file written atomically with a checksum of what it holds; one
+that cannot be read, or whose bytes were altered, is empty, never an error, and
+never stale: every entry is found by its inputs, the installed distributions among
+them (:func:`~docexec.cache.environment_key`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import json
 import os
 import re
 import sys
-import sysconfig
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -43,7 +45,7 @@ from typing import Any
 from jinja2 import FileSystemBytecodeCache
 from jinja2.bccache import Bucket
 
-from docexec.cache import digest, fingerprint, write_atomically
+from docexec.cache import digest, fingerprint, installed, sealed, unsealed, write_atomically
 
 #: Seconds between two looks at the watched folders under ``mkdocs serve``.
 POLL = 0.1
@@ -73,19 +75,6 @@ def markdown_fingerprint(config: Any, environment: str, code: str) -> str:
     return digest(environment, code, text)
 
 
-@functools.cache
-def _installed_folders() -> tuple[str, ...]:
-    """Where the interpreter and the installed distributions live: the environment key's."""
-    paths = sysconfig.get_paths()
-    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    folders |= {paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]}
-    return tuple(os.path.join(os.path.realpath(folder), "") for folder in folders)
-
-
-def _installed(path: str) -> bool:
-    return os.path.realpath(path).startswith(_installed_folders())
-
-
 #: For each module, its file and its source as :func:`local_code` first saw them (which
 #: is the source it runs: MkDocs loads a hook once per process, and an edit under
 #: ``mkdocs serve`` takes effect only in the next process); ``None`` for a module that
@@ -106,7 +95,7 @@ def _loaded(module: object) -> tuple[str, str] | None:
 
 def _source(module: object) -> tuple[str, str] | None:
     file = getattr(module, "__file__", None)
-    if not isinstance(file, str) or not file.endswith(".py") or _installed(file):
+    if not isinstance(file, str) or not file.endswith(".py") or installed(file):
         return None
     return os.path.realpath(file), fingerprint(Path(file)) or "missing"
 
@@ -137,7 +126,10 @@ class FilesRead:
     block's HTML depend on that file; and one that keeps what it read (in an
     ``lru_cache``) reads it only once in a process, as it renders whichever page comes
     first. So what a block's HTML is keyed on is every file read as any page rendered
-    in this process so far (:meth:`seen`). Installed files are the environment key's.
+    in this process so far (:meth:`seen`), each in the state it had when it was last
+    read (:meth:`states`): under ``mkdocs serve``, a file changed since an extension
+    read and kept it is not what the HTML was made from. Installed files are the
+    environment key's.
     """
 
     _hooked = False
@@ -145,8 +137,11 @@ class FilesRead:
     _active: dict[int, set[str]] = {}
     #: Everything read while recording, in this process.
     ever: set[str] = set()
+    #: The fingerprint of each of those (but ignored and installed ones) at its last read.
+    _states: dict[str, str | None] = {}
     #: Folders whose files are no page's input (the memories themselves).
     ignored: tuple[str, ...] = ()
+    _local = threading.local()
 
     @classmethod
     def _audit(cls, event: str, args: tuple) -> None:
@@ -156,8 +151,18 @@ class FilesRead:
             return
         found = cls._active.get(threading.get_ident())
         path = args[0] if args else None
-        if found is not None and isinstance(path, (str, bytes, os.PathLike)):
-            found.add(os.path.abspath(os.fsdecode(path)))
+        if found is None or not isinstance(path, (str, bytes, os.PathLike)):
+            return
+        if getattr(cls._local, "busy", False):  # the fingerprint's own reads
+            return
+        path = os.path.abspath(os.fsdecode(path))
+        found.add(path)
+        if not path.startswith(cls.ignored) and not installed(path):
+            cls._local.busy = True
+            try:
+                cls._states[path] = fingerprint(Path(path))  # as the reader finds it
+            finally:
+                cls._local.busy = False
 
     @classmethod
     def works(cls) -> bool:
@@ -183,7 +188,13 @@ class FilesRead:
         """What was read so far, by earlier pages and by this one until now, that is
         neither installed nor in an ignored folder."""
         found = cls.ever | cls._active.get(threading.get_ident(), set())
-        return {path for path in found if not path.startswith(cls.ignored) and not _installed(path)}
+        return {path for path in found if not path.startswith(cls.ignored) and not installed(path)}
+
+    @classmethod
+    def states(cls) -> dict[str, str | None]:
+        """Each of :meth:`seen` with its :func:`~docexec.cache.fingerprint` when it was
+        last read."""
+        return {path: cls._states.get(path, "unknown") for path in sorted(cls.seen())}
 
     @classmethod
     @contextlib.contextmanager
@@ -199,29 +210,32 @@ class FilesRead:
 
 
 class FileStates:
-    """The :func:`~docexec.cache.fingerprint` of files, each read once in a build."""
+    """The :func:`~docexec.cache.fingerprint` of files now, each read once in a build
+    (by docexec, not by a page's rendering: not recorded by :class:`FilesRead`)."""
 
     def __init__(self) -> None:
         self.known: dict[str, str | None] = {}
 
     def __call__(self, path: str) -> str | None:
         if path not in self.known:
-            self.known[path] = fingerprint(Path(path))
+            with FilesRead.paused():
+                self.known[path] = fingerprint(Path(path))
         return self.known[path]
-
-    def of(self, paths: set[str]) -> dict[str, str | None]:
-        """The state of each of ``paths``."""
-        return {path: self(path) for path in sorted(paths)}
 
 
 class JsonMemo:
-    """A ``{key: value}`` memory in one JSON file, saved only when it changed."""
+    """A ``{key: value}`` memory in one JSON file, saved only when it changed.
+
+    The file holds the entries with a checksum of them (:func:`~docexec.cache.sealed`):
+    one whose bytes were altered after a build wrote it is empty, like one that
+    cannot be read.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = unsealed(json.loads(path.read_text()))["entries"]
+        except (OSError, ValueError, KeyError):
             data = None
         self.saved: dict[str, Any] = data if isinstance(data, dict) else {}
         self.entries: dict[str, Any] = {}
@@ -235,7 +249,8 @@ class JsonMemo:
     def save(self) -> None:
         """Keep what this build put, and only that: entries no build asks for are dropped."""
         if self.entries != self.saved:
-            write_atomically(self.path, json.dumps(self.entries), prefix=".memo-")
+            text = json.dumps(sealed({"entries": self.entries}))
+            write_atomically(self.path, text, prefix=".memo-")
             self.saved = self.entries
         self.entries = {}
 
@@ -243,7 +258,8 @@ class JsonMemo:
 class BlockHtml(JsonMemo):
     """What each block of one page rendered to, by :func:`block_key`:
     ``[html, conversions, files]``, ``conversions`` being how many markdown-exec counted
-    for it and ``files`` the state of what rendering had read (:meth:`FilesRead.seen`)."""
+    for it and ``files`` the state of what rendering had read as it read it
+    (:meth:`FilesRead.states`), which must be each file's state now (``states``)."""
 
     def __init__(self, path: Path, states: FileStates) -> None:
         super().__init__(path)
@@ -290,8 +306,24 @@ def block_key(
 ) -> str:
     """The key of a block's HTML: everything ``base_format`` makes it from.
 
-    ``count`` is markdown-exec's count of what it rendered before in the build, which
-    the ids in the HTML are numbered from.
+    Args:
+        fingerprint: :func:`markdown_fingerprint`, which covers the Markdown
+            configuration (``markdown_extensions``, ``mdx_configs``,
+            ``use_directory_urls``), the environment key (this format, Python, the
+            platform, the installed distributions, the seed and ``PYTHONHASHSEED``)
+            and the repository's own code as it was loaded (:func:`local_code`).
+        count: markdown-exec's count of what it rendered before in the build, which
+            the ids in the HTML are numbered from.
+        kind: The fence's language as markdown-exec formats it (``python``, ``pycon``).
+        options: What markdown-exec passes the formatter (``html``, ``result``,
+            ``source``, ``tabs``, ``id``, ``session``, ``code``, ...), each by its value;
+            ``md`` left out (the Markdown object: its configuration is in
+            ``fingerprint``).
+        output: What the block printed (a ``pycon`` transcript).
+        raised: The statements that raised the exception the block shows.
+
+    Not in the key but kept beside each entry and checked when it is found: the
+    state of every file an extension read as pages rendered (see :class:`BlockHtml`).
     """
     shown = json.dumps(
         {name: value for name, value in options.items() if name != "md"},
@@ -338,8 +370,15 @@ class TemplateBytecode(FileSystemBytecodeCache):
     """Jinja's file cache of compiled templates, keyed on more than a template's source.
 
     Jinja checks the source only. Here the environment's settings, filters and tests,
-    and the repository's own code (``code``, :func:`local_code`) are checked too. A
-    file that cannot be read is a template to compile; one that cannot be written is
+    and the repository's own code (``code``, :func:`local_code`) are checked too (the
+    installed distributions are in the folder's name, see :func:`jinja_cache`).
+
+    Jinja's own file holds a pickled checksum of the source, then the marshalled code,
+    which it unpickles and unmarshals as it finds them: altered bytes there would be
+    unpickled (which may run anything), or loaded as other code that renders other
+    HTML (a changed string constant still loads). So each file here starts with the
+    SHA-256 of the rest, checked before Jinja sees a byte of it: a file that does not
+    match, or cannot be read, is a template to compile; one that cannot be written is
     no error.
     """
 
@@ -359,14 +398,26 @@ class TemplateBytecode(FileSystemBytecodeCache):
 
     def load_bytecode(self, bucket: Bucket) -> None:
         try:
-            super().load_bytecode(bucket)
-        except Exception:  # noqa: BLE001 - truncated or foreign: compile the template
+            data = Path(self._get_cache_filename(bucket)).read_bytes()
+        except OSError:
+            return
+        stored, payload = data[:_SHA256], data[_SHA256:]
+        if hashlib.sha256(payload).digest() != stored:
+            return  # altered, truncated, or not ours: compile the template
+        try:
+            bucket.bytecode_from_string(payload)
+        except Exception:  # noqa: BLE001 - another Jinja's: compile the template
             bucket.reset()
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         if getattr(bucket, "kept", True):
-            with contextlib.suppress(OSError):
-                super().dump_bytecode(bucket)
+            payload = bucket.bytecode_to_string()
+            data = hashlib.sha256(payload).digest() + payload
+            write_atomically(Path(self._get_cache_filename(bucket)), data, prefix=".bytecode-")
+
+
+#: The length of a SHA-256 digest, which starts each file of :class:`TemplateBytecode`.
+_SHA256 = hashlib.sha256().digest_size
 
 
 def _own_filters(environment: Any) -> bool:
@@ -386,7 +437,7 @@ def _installed_module(name: str | None) -> bool:
     file = getattr(module, "__file__", None)
     if name in sys.builtin_module_names or (module is not None and file is None):
         return True
-    return isinstance(file, str) and _installed(file)
+    return isinstance(file, str) and installed(file)
 
 
 def jinja_cache(folder: Path, environment: str, name: str, code: str) -> TemplateBytecode | None:
@@ -417,10 +468,19 @@ def _toc(items: Any) -> list:
 
 
 class SearchEntries(JsonMemo):
-    """Material's search entries per page, by everything the search plugin reads.
+    """Material's search entries per page, by everything the search plugin reads and
+    the environment key (the search plugin's version among the installed distributions).
 
     :meth:`attach` wraps one build's search index; :meth:`save` after the build.
+
+    Args:
+        path: The memory's file.
+        environment: :func:`~docexec.cache.environment_key` for this build.
     """
+
+    def __init__(self, path: Path, environment: str) -> None:
+        super().__init__(path)
+        self.environment = environment
 
     def attach(self, index: Any) -> bool:
         """Remember and replay ``index``'s entries; ``False`` if it is not one we know.
@@ -437,6 +497,7 @@ class SearchEntries(JsonMemo):
 
         def add_entry_from_context(page: Any) -> None:
             key = digest(
+                self.environment,
                 settings,
                 page.url,
                 str(page.title),

@@ -12,7 +12,10 @@ set, so its files carry the commit's date: two builds of one commit, same bytes.
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -20,9 +23,16 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import zipfile
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+
+from mkdocs.plugins import get_plugin_logger
+
+from docexec.cache import installed_distributions, write_atomically
+
+log = get_plugin_logger(__name__)
 
 #: A requirement as the plugin's ``package`` option takes it: a name and its extras.
 _REQUIREMENT = re.compile(
@@ -130,9 +140,8 @@ _SKIPPED = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
 
 
 def wheel_key(root: Path) -> str:
-    """What the wheel is made of: the sources' bytes, the build date, the builder."""
-    from importlib import metadata
-
+    """What the wheel is made of: the sources' bytes, the build date, and the builder
+    (Python and the installed distributions, setuptools among them)."""
     readme, sources = _inputs(root)
     digest = hashlib.sha256()
     files = [root / "pyproject.toml", *([root / readme] if readme else [])]
@@ -145,27 +154,98 @@ def wheel_key(root: Path) -> str:
         )
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    builder = f"{sys.version}|setuptools {metadata.version('setuptools')}"
+    builder = [sys.version, installed_distributions()]
     digest.update(f"{os.environ.get('SOURCE_DATE_EPOCH')}|{builder}".encode())
     return digest.hexdigest()[:32]
+
+
+#: Beside a kept wheel: its SHA-256 and name, as ``sha256sum`` writes them.
+_DIGEST = "SHA256SUM"
 
 
 def cached_wheel(root: Path, folder: Path, cache: Path | None) -> Path:
     """The project's wheel in ``folder``: copied from ``cache`` when made of the same
     inputs before (a rebuild under ``mkdocs serve`` saves setuptools' 0.3 s), else built.
+
+    A kept wheel is published only if it is what was kept (:func:`_kept_wheel`);
+    one that is not is built again and kept anew, said in one INFO line.
     """
     if cache is None:
         return build_wheel(root, folder)
     kept = cache / wheel_key(root)
-    found = sorted(kept.glob("*.whl")) if kept.is_dir() else []
-    if not found:
-        built = build_wheel(root, Path(tempfile.mkdtemp(prefix="docexec-wheel-")))
-        kept.mkdir(parents=True, exist_ok=True)
-        os.replace(built, kept / built.name)  # whole or not at all, for a build beside
-        shutil.rmtree(built.parent, ignore_errors=True)
-        found = [kept / built.name]
+    found, problem = _kept_wheel(kept)
+    if found is None:
+        if problem:
+            where = os.path.relpath(kept, root)
+            log.info(f"the kept wheel in {where} is not used ({problem}); building it again")
+        found = _keep(build_wheel(root, Path(tempfile.mkdtemp(prefix="docexec-wheel-"))), kept)
     folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copyfile(found[0], folder / found[0].name))
+    target = folder / found[0]
+    target.write_bytes(found[1])
+    return target
+
+
+def _keep(built: Path, kept: Path) -> tuple[str, bytes]:
+    """Keep the wheel ``built`` in ``kept`` with its digest; its name and bytes."""
+    data = built.read_bytes()
+    shutil.rmtree(built.parent, ignore_errors=True)
+    # Each file whole or not at all, for a build beside (a cache that cannot be
+    # written is no error): the wheel first, then the digest that vouches for it.
+    write_atomically(kept / built.name, data, prefix=".wheel-")
+    text = f"{hashlib.sha256(data).hexdigest()}  {built.name}\n"
+    write_atomically(kept / _DIGEST, text, prefix=".digest-")
+    return built.name, data
+
+
+def _kept_wheel(kept: Path) -> tuple[tuple[str, bytes] | None, str]:
+    """The name and bytes of the wheel kept in ``kept``, if it is whole and what was
+    kept; else ``None`` and what is wrong with it (``""``: nothing is kept).
+
+    What was kept: its SHA-256 matches the digest written beside it, it is a zip whose
+    every member passes its CRC check, and every member is in the wheel's ``RECORD``
+    with the hash of its bytes (PEP 376, PEP 427).
+    """
+    try:
+        text = (kept / _DIGEST).read_text()
+    except FileNotFoundError:
+        return None, "no digest" if any(kept.glob("*.whl")) else ""
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"its digest cannot be read: {error}"
+    value, _, name = text.rstrip("\n").partition("  ")
+    if not re.fullmatch(r"[0-9a-f]{64}", value) or not re.fullmatch(r"[\w.+-]+\.whl", name):
+        return None, "its digest cannot be read"
+    try:
+        data = (kept / name).read_bytes()
+    except OSError as error:
+        return None, f"it cannot be read: {error}"
+    if hashlib.sha256(data).hexdigest() != value:
+        return None, "its bytes do not match its digest"
+    problem = _record_problem(data)
+    return (None, problem) if problem else ((name, data), "")
+
+
+def _record_problem(data: bytes) -> str:
+    """What is wrong with the wheel ``data`` as a zip and against its ``RECORD``, or ``""``."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as wheel:
+            names = wheel.namelist()
+            records = [name for name in names if re.fullmatch(r"[^/]+\.dist-info/RECORD", name)]
+            if len(records) != 1:
+                return "it has no RECORD"
+            rows = list(csv.reader(io.StringIO(wheel.read(records[0]).decode())))
+            hashes = {row[0]: row[1] for row in rows if row}
+            if sorted(hashes) != sorted(names):
+                return "its RECORD does not list its files"
+            for name in names:
+                if name == records[0]:
+                    continue
+                algorithm, _, value = hashes[name].partition("=")
+                found = hashlib.new(algorithm, wheel.read(name)).digest()
+                if base64.urlsafe_b64encode(found).rstrip(b"=").decode() != value:
+                    return f"{name} does not match its RECORD"
+    except (zipfile.BadZipFile, OSError, ValueError, IndexError, UnicodeDecodeError) as error:
+        return f"it is no whole wheel: {error}"
+    return ""
 
 
 def build_wheel(root: Path, folder: Path) -> Path:

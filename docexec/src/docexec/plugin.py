@@ -325,7 +325,8 @@ class PageRun:
             bring a worker up to date.
         blocks: What each block was, for the notebook and script, by fence index.
         records: Each block as the cache records it.
-        files: Repository files the page's process read.
+        files: Repository files the page's process read, each with its fingerprint
+            when the process first read it.
         environ: Environment variables it read, with their values.
         reads_lines: Whether its code looked at stack frames (and so at page lines).
         includes: Where each ``--8<--`` in a block stands, by (fence index, file).
@@ -346,7 +347,7 @@ class PageRun:
     sent: list[tuple[Block, float, Fence]] = field(default_factory=list)
     blocks: dict[int, ExecutedBlock] = field(default_factory=dict)
     records: list[BlockRecord] = field(default_factory=list)
-    files: set[str] = field(default_factory=set)
+    files: dict[str, str | None] = field(default_factory=dict)
     environ: dict[str, str | None] = field(default_factory=dict)
     reads_lines: bool = False
     includes: dict[tuple[int, str], str] = field(default_factory=dict)
@@ -465,7 +466,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             os.path.join(os.path.abspath(folder), "")
             for folder in (self.cache.folder, config.site_dir)
         )
-        search = SearchEntries(self.cache.folder / "search.json")
+        search = SearchEntries(self.cache.folder / "search.json", self.cache.environment)
         for plugin in config.plugins.values():
             if search.attach(getattr(plugin, "search_index", None)):
                 self.search = search
@@ -652,11 +653,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     def _record(self, run: PageRun) -> Record:
         """What the cache keeps of the page's run."""
         environment = self.cache.environment if self.cache is not None else ""
-        files = (
-            self.cache.record_files(run.files)
-            if self.cache is not None
-            else dict.fromkeys(sorted(run.files))
-        )
+        files = dict(sorted(run.files.items()))
         return Record(
             page=run.path,
             fences=run.key,
@@ -1029,7 +1026,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         ):
             key = block_key(self.markdown_key, count, kind, kwargs, *ran)
             conversions = MarkdownConverter.counter - count
-            run_.html.put(key, [str(html), conversions, self.states.of(FilesRead.seen())])
+            run_.html.put(key, [str(html), conversions, FilesRead.states()])
         return html
 
     def _untagged(self, run: PageRun, kind: str, kwargs: dict[str, Any]) -> str:
@@ -1133,7 +1130,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             raise ExampleError(
                 f"{span.place(run.path)}: the block could not be run: {error!r}"
             ) from error
-        run.files.update(result.files)
+        for name, state in result.files.items():  # as the page's process first read it
+            run.files.setdefault(name, state)
         for name, value in result.environ.items():
             run.environ.setdefault(name, value)
         run.reads_lines = run.reads_lines or result.reads_lines

@@ -56,8 +56,9 @@ class BlockResult:
     """Indices of the statements (``pycon``) that raised the expected exception."""
     path: str = ""
     """The file the error is in, when it is not the page (an included file)."""
-    files: list[str] = field(default_factory=list)
-    """Repository files the process read while the block ran (see ``worker.ReadFiles``)."""
+    files: dict[str, str | None] = field(default_factory=dict)
+    """Repository files the process first read while the block ran, each with its
+    fingerprint at that moment (see ``worker.ReadFiles``)."""
     environ: dict[str, str | None] = field(default_factory=dict)
     """Environment variables the block read, with their values (see ``worker.ReadFiles``)."""
     reads_lines: bool = False

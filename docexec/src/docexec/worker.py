@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -35,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import ModuleType
 
+from docexec.cache import fingerprint, installed_folders
 from docexec.processes import (
     command_line,
     die_with_parent,
@@ -275,12 +275,19 @@ class ReadFiles:
     """The repository files and folders this process reads, as the cache needs them.
 
     An audit hook sees every ``open`` and folder listing (``os.listdir``,
-    ``os.scandir``, ``glob``), whether it succeeded or not; :meth:`take` adds the
-    source file of every module imported since (a module whose bytecode is cached
-    opens only its ``.pyc``). Only paths inside the repository count, outside its
-    virtual environment and ``__pycache__`` folders: installed distributions are
-    keyed by version instead. A folder counts by the names in it (see
-    ``cache.fingerprint``), so a module added where an import failed reruns the page.
+    ``os.scandir``, ``glob``), whether it succeeded or not, and the code of every
+    module as it is imported (a module whose bytecode is cached opens only its
+    ``.pyc``); :meth:`take` adds any other module imported since (an extension
+    module). Only paths inside the repository count, outside what is installed
+    (``cache.installed``: its virtual environment is keyed by versions instead) and
+    ``__pycache__`` folders. A folder counts by the names in it, so a module added
+    where an import failed reruns the page.
+
+    Each path is fingerprinted (``cache.fingerprint``) the moment the process first
+    reads it, so a file saved while the page runs is recorded as the page read it,
+    and the next build sees the change. A file the process creates or empties before
+    it reads it (opened with ``O_TRUNC``, or ``O_CREAT`` and ``O_EXCL``) holds only
+    what the page wrote: its own output, not an input, so not recorded.
 
     Args:
         root: The repository root.
@@ -290,17 +297,16 @@ class ReadFiles:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.join(os.path.realpath(root), "")
-        paths = sysconfig.get_paths()
-        self.skip = tuple(
-            os.path.join(os.path.realpath(p), "")
-            for p in {sys.prefix, paths["purelib"], paths["platlib"], paths["stdlib"]}
-        )
-        self.found: set[str] = set()
-        self.listed: set[str] = set()
+        self.skip = installed_folders()
+        #: Each path read, relative to the root, with its fingerprint when first read.
+        self.read: dict[str, str | None] = {}
+        #: Paths the process made before it read them: not inputs.
+        self.made: set[str] = set()
+        self._taken: set[str] = set()
         self.environ: dict[str, str | None] = {}
         self.reads_lines = False
         self.untracked: set[str] = set()
-        self._busy = False
+        self._local = threading.local()
         self._modules: dict[str, object] = {}
         sys.addaudithook(self._hook)
         # Environment variables are read without an audit event: note them where
@@ -362,6 +368,15 @@ class ReadFiles:
         environ_class.__getitem__ = noted_getitem
         environ_class.__setitem__ = noted_setitem
 
+    @property
+    def _busy(self) -> bool:
+        """Whether this thread is in docexec's own work (which reads files and frames)."""
+        return getattr(self._local, "busy", False)
+
+    @_busy.setter
+    def _busy(self, value: bool) -> None:
+        self._local.busy = value
+
     def _hook(self, event: str, args: tuple) -> None:
         if self._busy:
             return
@@ -383,10 +398,19 @@ class ReadFiles:
                 running.note(sys._getframe(1))
             finally:
                 self._busy = False
-        listing = event in self._LISTINGS
-        opens = event in ("open", "sqlite3.connect")
-        if (opens or listing) and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            self._note(args[0], self.listed if listing else self.found)
+        if event == "exec":  # a module's code as it is imported, or exec(code)
+            filename = getattr(args[0], "co_filename", None) if args else None
+            if isinstance(filename, str) and os.path.isabs(filename):
+                self._note(filename)
+            return
+        if event not in self._LISTINGS and event not in ("open", "sqlite3.connect"):
+            return
+        if args and isinstance(args[0], (str, bytes, os.PathLike)):
+            flags = args[2] if event == "open" and len(args) > 2 else 0
+            made = isinstance(flags, int) and (
+                flags & os.O_TRUNC or flags & (os.O_CREAT | os.O_EXCL) == os.O_CREAT | os.O_EXCL
+            )
+            self._note(args[0], made=bool(made))
 
     def owns(self, filename: str) -> bool:
         """Whether code compiled from ``filename`` is the page's own: the page (its
@@ -404,29 +428,41 @@ class ReadFiles:
             and not filename.startswith(_DOCEXEC)  # docexec's own code is not the page's
         )
 
-    def _note(self, path, into: set[str]) -> None:
+    def _note(self, path, made: bool = False) -> None:
+        """Fingerprint ``path`` now if it is the repository's and not read before."""
+        self._busy = True  # the fingerprint's own reads are docexec's, not the page's
         try:
             path = os.path.realpath(os.fsdecode(path))
+            if (
+                not path.startswith(self.root)
+                or path.startswith(self.skip)
+                or "__pycache__" in path
+            ):
+                return
+            name = path[len(self.root) :]
+            if name in self.read or name in self.made:
+                return
+            if made:
+                self.made.add(name)
+            else:
+                self.read[name] = fingerprint(Path(path))
         except (TypeError, ValueError, OSError):
             return
-        if (
-            path.startswith(self.root)
-            and not path.startswith(self.skip)
-            and "__pycache__" not in path
-        ):
-            into.add(path[len(self.root) :])
+        finally:
+            self._busy = False
 
-    def take(self) -> list[str]:
-        """What was read since the last call, as paths relative to the root."""
+    def take(self) -> dict[str, str | None]:
+        """What was first read since the last call, as paths relative to the root, each
+        with its fingerprint then."""
         for name, module in list(sys.modules.items()):
             if self._modules.get(name) is not module:
                 self._modules[name] = module
                 file = getattr(module, "__file__", None)
                 if isinstance(file, str) and os.path.isabs(file):
-                    self._note(file, self.found)
-        found = self.found | self.listed
-        self.found, self.listed = set(), set()
-        return sorted(found)
+                    self._note(file)
+        new = {name: state for name, state in self.read.items() if name not in self._taken}
+        self._taken.update(new)
+        return dict(sorted(new.items()))
 
     def take_environ(self) -> dict[str, str | None]:
         """The environment variables read since the last call, with their values then."""
