@@ -196,8 +196,8 @@ def _facts():
             len(shapes["flatten"]) == 2,
         ),
         (
-            "learning.md",
-            "uniformly between `-1/√fan_in` and `1/√fan_in`",
+            "initialization.md",
+            "uniform between `-1/√fan_in` and `1/√fan_in`",
             all(
                 0 < param.abs().max() <= (layer.weight[0].numel()) ** -0.5
                 for layer in network.children()
@@ -205,7 +205,7 @@ def _facts():
             ),
         ),
         (
-            "bias.md",
+            "weight-shapes.md",
             "one number per output feature",
             _torch.Size([network.fc1.out_features]) == network.fc1.bias.shape,
         ),
@@ -217,12 +217,12 @@ def _facts():
             and network.out.out_features == 10,
         ),
         (
-            "counting.md",
+            "all-parameters.md",
             'has 33 thousand parameters"',
             round(count_parameters(network), -3) == 33_000,
         ),
         (
-            "counting.md",
+            "all-parameters.md",
             "`fc1` multiplies 120 outputs by\n192 inputs",
             tuple(network.fc1.weight.shape) == (120, 192)
             and max(parameters_per_layer(network).items(), key=lambda kv: sum(kv[1].values()))[0]
@@ -250,21 +250,34 @@ def _facts():
         ),
         (
             "initialization.md",
-            "(for a convolution, in-channels × kernel height × kernel\nwidth)",
+            "(for a convolution, the input channels one filter sees ×\nkernel height × kernel width",
             all(
                 torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)[0]
-                == layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
-                for layer in convs
+                == layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+                == layer.weight[0].numel()
+                for layer in [*convs, torch.nn.Conv2d(6, 12, kernel_size=5, groups=3)]
             ),
         ),
         (
-            "learning.md",
-            "1 × 5 × 5 = 25 for `conv1`, 192 for `fc1`",
-            [torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)[0] for layer in convs[:1]]
-            + [network.fc1.in_features]
-            == [25, 192],
+            "initialization.md",
+            "For a `(120, 192)` weight, fan-in is 192 and fan-out 120",
+            torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(120, 192)) == (192, 120),
+        ),
+        (
+            "saving-and-loading.md",
+            "Twice the network's own numbers, plus one step count for each of the ten parameters",
+            _adam_numbers() == 2 * count_parameters(Network()) + len(params) and len(params) == 10,
         ),
     ]
+
+
+def _adam_numbers():
+    """How many numbers Adam keeps for the Network after one step."""
+    network = Network()
+    optimizer = torch.optim.Adam(network.parameters())
+    network(torch.rand(2, 1, 28, 28)).sum().backward()
+    optimizer.step()
+    return sum(value.numel() for state in optimizer.state.values() for value in state.values())
 
 
 def _trims_and_halves(network, trace):
@@ -364,14 +377,24 @@ def test_learning_page_shows_the_parameters_learning(built_site):
     before, after = (float(v) for v in _outputs_after(page, "accuracy(network, digits.test)"))
     # The prose: "about one answer in ten" before, a classifier after.
     assert 0.05 < before < 0.2 and after > 0.6
-    assert _outputs_after(page, "torch.allclose(change, -0.1 * network.conv1.weight.grad)") == [
-        "True"
-    ]
-    # The prose says one step moves conv1's weights "by well under a thousandth each".
-    [largest] = _outputs_after(page, "change.abs().max()")
-    assert float(largest.removeprefix("tensor(").removesuffix(")")) < 1e-3
+    # The prose: Adam's first step is lr * grad / (|grad| + eps).
+    assert _outputs_after(page, "torch.allclose(move, -grad / (grad.abs() + 1e-8))") == ["True"]
     first, last = eval(_outputs_after(page, "round(losses[0], 3), round(losses[-1], 3)")[0])
     assert last < first / 2
+
+
+@pytest.mark.site
+def test_gradients_page_shows_gradient_shapes_and_the_update_by_hand(built_site):
+    page = article(built_site, "gradients")
+    # The prose: the update by hand is SGD's, but for rounding in the last bits.
+    pairs = "all(torch.allclose(mine, theirs) for mine, theirs in pairs)"
+    assert _outputs_after(page, pairs) == ["True"]
+    [largest] = _outputs_after(
+        page, "max((mine - theirs).abs().max().item() for mine, theirs in pairs)"
+    )
+    assert float(largest) < 1e-6
+    # The trap: freezing after backward() leaves .grad, and the step moves the weights.
+    assert _outputs_after(page, "torch.equal(thawed.conv1.weight, before)") == ["False", "True"]
     gradients = [
         line.split()
         for block in page.select("pre")
@@ -473,13 +496,11 @@ BLOCKS = [
 def test_no_page_nests_a_block_element_inside_a_paragraph(built_site):
     """Markdown that runs a paragraph into a fence (no blank line) renders <p><div>…</p>.
 
-    The notes page is left out: it shows the author's Markdown as written, and the notes
-    run their paragraphs into fences throughout.
+    The notes page too: the notes run their paragraphs into fences, and docs/notes.md
+    includes them in pieces with a blank line before each such fence.
     """
     nested = []
     for html in sorted(built_site.rglob("*.html")):
-        if html.relative_to(built_site).parts[0] == "notes":
-            continue
         soup = BeautifulSoup(html.read_text(), "html.parser")
         for paragraph in soup.select("article p"):
             inner = paragraph.find(BLOCKS)

@@ -1,9 +1,11 @@
 """learnable_parameters.training: the data ships in a package, and training lowers the loss."""
 
+import copy
+
 import torch
 
 from learnable_parameters import Network
-from learnable_parameters.training import accuracy, load_digits_28, train
+from learnable_parameters.training import accuracy, load_digits_28, train, train_epoch
 
 
 def test_digits_come_as_network_inputs():
@@ -29,3 +31,29 @@ def test_training_lowers_the_loss_and_beats_chance():
     assert len(losses) == 2 * -(-len(digits.train) // 64)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert accuracy(network, digits.test) > max(before, 0.3)
+
+
+def test_train_epoch_resumes_from_a_saved_optimizer_exactly():
+    """Two epochs in one go equal one epoch, a save of model and optimizer, and one more:
+    the optimizer's state is what makes them equal (a fresh one does not)."""
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(*load_digits_28().train[:256])
+    network = Network()
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    train_epoch(network, optimizer, data, seed=0)
+    model, state = copy.deepcopy(network.state_dict()), copy.deepcopy(optimizer.state_dict())
+    assert len(train_epoch(network, optimizer, data, seed=1)) == 4
+
+    def resumed(with_state):
+        other = Network()
+        other.load_state_dict(model)
+        other_optimizer = torch.optim.Adam(other.parameters(), lr=1e-3)
+        if with_state:
+            other_optimizer.load_state_dict(state)
+        train_epoch(other, other_optimizer, data, seed=1)
+        return all(
+            torch.equal(a, b) for a, b in zip(network.parameters(), other.parameters(), strict=True)
+        )
+
+    assert resumed(with_state=True)
+    assert not resumed(with_state=False)

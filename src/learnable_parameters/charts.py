@@ -207,9 +207,9 @@ def parameter_share_svg(per_layer: dict[str, dict[str, int]], *, ident: str) -> 
         f'<text x="{label_w + 100}" y="{legend_y}" fill="currentColor">'
         "biases (at least 4 px)</text>"
     )
-    title = f"Where the {total:,} learnable parameters are"
+    title = f"Where the {total:,} learnable numbers are"
     desc = (
-        "Bar lengths are proportional to parameter counts, the largest layer's bar full length. "
+        "Bar lengths are proportional to each layer's count of numbers, the largest layer's bar full length. "
         + "; ".join(lines)
         + "."
     )

@@ -79,14 +79,47 @@ def train(
     )
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     losses = []
-    network.train()
     for _ in range(epochs):
-        for images, labels in loader:
-            loss = F.cross_entropy(network(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses += _steps(network, optimizer, loader)
+    return losses
+
+
+def train_epoch(
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dataset: TensorDataset,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[float]:
+    """One pass over ``dataset`` with an optimizer the caller keeps (and can save).
+
+    Args:
+        network: The model to train, in place.
+        optimizer: The optimizer of ``network``'s parameters; its state carries over.
+        dataset: Images and labels.
+        batch_size: Images per step.
+        seed: Seeds this pass's batch order, so a resumed run can replay it.
+
+    Returns:
+        The loss of every step, in order.
+    """
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
+    return _steps(network, optimizer, loader)
+
+
+def _steps(network: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> list[float]:
+    """One step per batch of ``loader``: the losses, in order."""
+    losses = []
+    network.train()
+    for images, labels in loader:
+        loss = F.cross_entropy(network(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
     return losses
 
 
