@@ -158,10 +158,10 @@ def main() -> None:
             rows.append(("serve: first code edit after start", first))
             rows.append(("  of which the page's own run", ran[0] if ran else float("nan")))
             edits = {
-                "serve: prose edit (docs/bias.md)": (
-                    "docs/bias.md",
+                "serve: prose edit (docs/weight-shapes.md)": (
+                    "docs/weight-shapes.md",
                     lambda text, n: text + f"\nA sentence added by the benchmark, number {n}.\n",
-                    "bias/|number {n}.",
+                    "weight-shapes/|number {n}.",
                 ),
                 "serve: code edit, small page (docs/string-representation.md)": (
                     "docs/string-representation.md",
