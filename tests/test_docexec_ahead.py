@@ -1,0 +1,211 @@
+"""Execute first, then render: pages run before MkDocs renders them, on every core, and
+in shards that merge.
+
+Small sites built in this process (``build_in_process``), and ``python -m docexec run``
+as a command, as CI's shard jobs run it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from conftest import build_in_process, processes_with
+
+pytestmark = pytest.mark.site
+
+CONFIG = """\
+site_name: ahead test
+strict: true
+theme: mkdocs
+plugins:
+  - docexec:
+      preload: [torch]
+  - markdown-exec:
+      languages: [python, pycon]
+markdown_extensions:
+  - pymdownx.superfences
+  - pymdownx.snippets:
+      base_path: [snippets]
+      check_paths: true
+"""
+
+#: A page that notes when its block starts and ends (in the repository's times/ folder,
+#: which no page reads), then prints what only it prints.
+TIMED = """\
+# Page {name}
+
+```python exec="on" result="text"
+import os, time
+from pathlib import Path
+times = Path(os.environ["DOCEXEC_ROOT"], "times")
+start = time.monotonic()
+time.sleep({seconds})
+(times / "{name}").write_text(f"{{start}} {{time.monotonic()}}")
+print("page {name}:", sum(range({seconds_int} * 1000)))
+```
+
+```pycon exec="on"
+>>> "{name}".upper()
+```
+"""
+
+
+def write_site(root: Path, pages: dict[str, str]) -> Path:
+    (root / "docs").mkdir(parents=True, exist_ok=True)
+    (root / "snippets").mkdir(exist_ok=True)
+    (root / "times").mkdir(exist_ok=True)
+    (root / "mkdocs.yml").write_text(CONFIG)
+    for name, text in pages.items():
+        (root / "docs" / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def timed_pages(seconds: dict[str, float]) -> dict[str, str]:
+    return {
+        f"{name}.md": TIMED.format(name=name, seconds=took, seconds_int=int(took * 10))
+        for name, took in seconds.items()
+    }
+
+
+PAGES = timed_pages({"a": 0.8, "b": 0.2, "c": 0.5, "d": 0.1})
+
+
+def site_bytes(site: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(site).as_posix(): path.read_bytes()
+        for path in sorted(site.rglob("*"))
+        if path.is_file()
+    }
+
+
+def ran_lines(log: str) -> list[str]:
+    return re.findall(r"docexec: (\S+): ran \d+ blocks", log)
+
+
+def intervals(root: Path) -> dict[str, tuple[float, float]]:
+    found = {}
+    for path in (root / "times").iterdir():
+        start, end = map(float, path.read_text().split())
+        found[path.name] = (start, end)
+    return found
+
+
+def test_pages_run_at_once_and_the_site_is_the_one_a_page_at_a_time_gives(tmp_path):
+    one = write_site(tmp_path / "one", PAGES)
+    two = write_site(tmp_path / "two", PAGES)
+    serial = build_in_process(one, {"DOCEXEC_JOBS": "1"})
+    parallel = build_in_process(two, {"DOCEXEC_JOBS": "2"})
+    assert serial.returncode == 0, serial.log
+    assert parallel.returncode == 0, parallel.log
+    assert site_bytes(two / "site") == site_bytes(one / "site")
+    # Logged in page order, whichever finished first.
+    assert ran_lines(parallel.log) == ["docs/a.md", "docs/b.md", "docs/c.md", "docs/d.md"]
+
+    def overlapping(times: dict[str, tuple[float, float]]) -> bool:
+        spans = sorted(times.values())
+        return any(later[0] < earlier[1] for earlier, later in pairwise(spans))
+
+    assert overlapping(intervals(two)), "with two jobs, no two pages ran at the same time"
+    assert not overlapping(intervals(one)), "with one job, two pages ran at the same time"
+
+
+def test_the_longest_page_by_its_last_run_starts_first(tmp_path):
+    root = write_site(tmp_path, PAGES)
+    assert build_in_process(root, {"DOCEXEC_JOBS": "1"}).returncode == 0
+    # Every page's examples change, so every page runs again, now with known durations.
+    for page in (root / "docs").iterdir():
+        page.write_text(page.read_text().replace(".upper()", ".lower()"))
+    result = build_in_process(root, {"DOCEXEC_JOBS": "1"})
+    assert result.returncode == 0, result.log
+    starts = sorted((start, name) for name, (start, _end) in intervals(root).items())
+    assert [name for _start, name in starts] == ["a", "c", "b", "d"]
+
+
+def test_a_failing_page_stops_the_pages_still_running_and_names_its_line(tmp_path):
+    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
+    sleeper = f"import time; time.sleep(600)  # {marker}"
+    pages = {
+        "a.md": f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
+        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n",
+        "b.md": '# B\n\n```python exec="on"\nimport time\ntime.sleep(0.5)\n{}["missing"]\n```\n',
+    }
+    root = write_site(tmp_path, pages)
+    # Page a waits on a process whose command line holds the marker: it must be ended.
+    result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
+    assert result.returncode == 1
+    assert "docs/b.md:6: KeyError: 'missing'" in result.log
+    assert not (root / "site" / "a").exists()
+    assert processes_with(marker) == []
+
+
+def test_a_block_with_included_code_runs_as_its_page_renders(tmp_path):
+    pages = {"a.md": '# A\n\n```python exec="on" result="text"\n--8<-- "code.py"\n```\n'}
+    root = write_site(tmp_path, pages)
+    (root / "snippets" / "code.py").write_text("print('included', 6 * 7)\n")
+    result = build_in_process(root)
+    assert result.returncode == 0, result.log
+    assert "docs/a.md: its blocks will run as the page renders" in result.log
+    assert "included 42" in (root / "site" / "a" / "index.html").read_text()
+    assert ran_lines(result.log) == ["docs/a.md"]
+
+
+def run_shard(root: Path, shard: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "docexec", "run", "--shard", shard, *extra],
+        cwd=root,
+        env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000", NO_MKDOCS_2_WARNING="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,  # a guard against a hang, not a measurement
+    )
+
+
+def test_two_shards_from_separate_clones_merge_into_a_build_that_runs_nothing(tmp_path):
+    source = write_site(tmp_path / "source", PAGES)
+    alone = build_in_process(shutil.copytree(source, tmp_path / "alone"))
+    assert alone.returncode == 0, alone.log
+    records = []
+    for k in (1, 2):
+        clone = shutil.copytree(source, tmp_path / f"clone-{k}")
+        result = run_shard(clone, f"{k}/2", "--out", str(tmp_path / f"records-{k}"))
+        assert result.returncode == 0, result.stderr
+        assert not (clone / "site").exists(), "a shard rendered its pages"
+        records.append(tmp_path / f"records-{k}")
+    shard_pages = [sorted(p.name for p in (r / "docs").iterdir()) for r in records]
+    assert sorted(shard_pages[0] + shard_pages[1]) == [
+        "a.md.json",
+        "b.md.json",
+        "c.md.json",
+        "d.md.json",
+    ]
+    assert all(shard_pages), f"a shard ran nothing: {shard_pages}"
+
+    merged = shutil.copytree(source, tmp_path / "merged")
+    for folder in records:
+        shutil.copytree(folder, merged / ".cache" / "docexec", dirs_exist_ok=True)
+    result = build_in_process(merged)
+    assert result.returncode == 0, result.log
+    assert ran_lines(result.log) == []
+    assert len(re.findall(r"docexec: \S+: reused", result.log)) == 4
+    assert site_bytes(merged / "site") == site_bytes(tmp_path / "alone" / "site")
+
+
+def test_a_shard_that_is_not_k_of_n_is_refused(tmp_path):
+    result = run_shard(write_site(tmp_path, PAGES), "3/2")
+    assert result.returncode == 2
+    assert "K/N" in result.stderr
+
+
+def test_a_failing_page_fails_its_shard_naming_its_line(tmp_path):
+    pages = {"a.md": '# A\n\n```python exec="on"\nraise ValueError("no")\n```\n'}
+    result = run_shard(write_site(tmp_path, pages), "1/1")
+    assert result.returncode == 1
+    assert "docs/a.md:4: ValueError: no" in result.stderr
