@@ -555,6 +555,8 @@ def serve(
                     if tb.tb_frame.f_code.co_filename == "<stdin>":
                         stopped_at = -1  # the last reported input line is the better guess
                 tb = tb.tb_next
+            if stop.line:  # a pycon block's: the line inside the statement that was running
+                stopped_at = stop.line
             result = BlockResult(error="stopped", line=stopped_at, timed_out=True)
         if not result.error and (misplaced := misplaced_output()):
             origin, text = misplaced
@@ -564,8 +566,13 @@ def serve(
                 line=block.first_line - 1,
             )
 
-        def publish(text: str) -> str:
-            return stabilize(scrub(as_terminal(text)))
+        def publish(text: str, kind: str = block.kind) -> str:
+            shown = as_terminal(text)
+            if kind == "pycon":
+                # A tab as a terminal shows it, up to the next of its stops every 8
+                # columns (each output starts a line): Markdown's stops are every 4.
+                shown = shown.expandtabs(8)
+            return stabilize(scrub(shown))
 
         result.output = outside_inputs(result.output, result.inputs, publish)
         result.inputs = []
