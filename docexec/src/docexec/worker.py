@@ -18,7 +18,6 @@ import faulthandler
 import multiprocessing
 import multiprocessing.util  # registers its exit handler now, before ours (see context)
 import os
-import random
 import re
 import shutil
 import signal
@@ -46,6 +45,7 @@ from docexec.session import (
     run_python,
     track_threads,
 )
+from docexec.start import seed_everything
 
 #: Modules the fork server imports once, so each page's process starts warm.
 PRELOAD = ["torch"]
@@ -92,28 +92,6 @@ class Block:
             "parts": [list(part) for part in self.parts],
             "width": self.width,
         }
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators, and pin torch to one thread.
-
-    One thread makes float reductions run in the same order on every machine,
-    so printed tensors are the same bytes everywhere.
-    """
-    random.seed(seed)
-    try:
-        import numpy
-
-        numpy.random.seed(seed)
-    except ImportError:  # pragma: no cover - numpy ships with the docs extras
-        pass
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
 
 
 #: Audit events after which the process may die at once: the caller's line is noted.
