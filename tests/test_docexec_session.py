@@ -156,6 +156,20 @@ def test_unexpected_exception_names_the_line_inside_the_statement():
     assert result.line == 25
 
 
+@pytest.mark.parametrize(
+    ("block", "where"),
+    [
+        (">>> x = (1 +\n>>> 2)", "where the next >>> input starts"),
+        (">>> s = '''open\n... string", "where the block ends"),
+    ],
+)
+def test_a_statement_left_open_fails_at_its_line_instead_of_waiting(block, where):
+    result = run_pycon(block, new_session_module(), first_line=7)
+    assert result.error.startswith("the statement that starts here is still open")
+    assert result.error.endswith(where)
+    assert result.line == 7
+
+
 def test_expected_exception_must_happen():
     result = run_pycon(">>> 1 + 1", new_session_module(), first_line=3, raises="KeyError")
     assert "raises='KeyError'" in result.error

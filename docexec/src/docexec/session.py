@@ -654,7 +654,10 @@ def run_pycon(
         _capturing(buffer, ("stdout", "stderr")),
     ):
         while pending or more:
-            if pending and not (more and pending[0][1] == PS1 and pending[0][2].strip()):
+            closing = not (
+                pending and not (more and pending[0][1] == PS1 and pending[0][2].strip())
+            )
+            if not closing:
                 line, _prompt, text = pending.pop(0)
             else:  # close an open block, as Enter on an empty line would
                 line, text = (pending[0][0] if pending else statement_start), ""
@@ -678,6 +681,14 @@ def run_pycon(
                     line=line,
                 )
             exc = console.raised
+            if closing and more:  # an empty line does not close a bracket or a string
+                where = "the next >>> input starts" if pending else "the block ends"
+                return BlockResult(
+                    output=buffer.getvalue(),
+                    error="the statement that starts here is still open (an unclosed "
+                    f"bracket or string) where {where}",
+                    line=statement_start,
+                )
             if exc is None:
                 continue
             if _exception_matches(exc, raises):
