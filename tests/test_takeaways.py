@@ -264,6 +264,10 @@ def page_of(script: Path, takeaways: Path) -> str:
 def shown_outputs(page: str) -> dict[int, str]:
     """What the page shows each block printed, by the block's first page line, from its
     record: a ``pycon`` block's transcript without its inputs."""
+    assert os.environ.get("DOCEXEC_CACHE", "1") != "0", (
+        "the take-aways are compared with the pages' execution records, which a build "
+        "with DOCEXEC_CACHE=0 does not write"
+    )
     record = json.loads((ROOT / ".cache" / "docexec" / f"{page}.json").read_text())
     shown = {}
     for block in record["blocks"]:
