@@ -635,6 +635,9 @@ def test_interrupting_serve_ends_the_page_processes(tmp_path):
         env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Ctrl-C as in a terminal, also where this test runs in a background job
+        # (`make test &`, nohup), whose processes inherit SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120  # a guard for a slow start, not a measurement

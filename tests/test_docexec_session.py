@@ -4,6 +4,7 @@ import os
 import pty
 import select
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,19 @@ CASES = {
 RAISING = {"function_traceback", "name_error", "syntax_error", "indentation_error"}
 
 
-def real_repl(lines: list[str]) -> str:
-    """Type ``lines`` into ``python -i`` on a pseudo-terminal and return the screen."""
+def real_repl(lines: list[str], terminal_tabs: bool = False) -> str:
+    """Type ``lines`` into ``python -i`` on a pseudo-terminal and return the screen.
+
+    With ``terminal_tabs``, the terminal turns a tab in output into spaces up to its
+    next stop (every 8 columns), as a terminal window shows it: otherwise the tab
+    itself is on the screen.
+    """
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child becomes the interpreter
+        if terminal_tabs:
+            attrs = termios.tcgetattr(1)
+            attrs[1] = (attrs[1] & ~termios.TABDLY) | termios.TAB3 | termios.OPOST
+            termios.tcsetattr(1, termios.TCSANOW, attrs)
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONIOENCODING": "utf-8", "TERM": "dumb"}
         # -S: no site, so no readline and no escape sequences; -q: no banner.
         os.execve(sys.executable, [sys.executable, "-S", "-q", "-i"], env)
@@ -109,6 +119,27 @@ def test_transcript_matches_interactive_cpython(name):
     assert normalise(result.output) == normalise(real_repl(lines))
 
 
+#: Syntax errors whose caret CPython's interpreter draws otherwise than ``traceback``:
+#: an error running onto the next line, a line that starts with a tab, a tab inside.
+SYNTAX_ERRORS = {
+    "across_lines": [">>> x = (1 +", "... 2 3)"],
+    "after_a_leading_tab": [">>> if True:", "... \tx = 1 +* 2"],
+    "unexpected_tab": [">>> \t1 +* 2"],
+    "tab_inside": [">>> x = 'a'\t+* 2"],
+    "on_the_first_line": [">>> print 'hi'"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYNTAX_ERRORS))
+def test_a_syntax_error_is_drawn_as_the_interpreter_draws_it(name):
+    block = SYNTAX_ERRORS[name]
+    result = run_pycon("\n".join(block), new_session_module(), first_line=1, raises="SyntaxError")
+    assert not result.error
+    # Tabs as a terminal shows them on both sides (the worker publishes them so).
+    real = real_repl([line[4:] for line in block], terminal_tabs=True)
+    assert normalise(result.output).expandtabs(8) == normalise(real)
+
+
 def test_the_reference_repl_really_runs():
     assert real_repl(["40 + 2"]) == ">>> 40 + 2\n42\n"
 
@@ -123,6 +154,20 @@ def test_unexpected_exception_names_the_line_inside_the_statement():
     result = run_pycon(block, new_session_module(), first_line=20)
     assert result.error.startswith("ZeroDivisionError: division by zero")
     assert result.line == 25
+
+
+@pytest.mark.parametrize(
+    ("block", "where"),
+    [
+        (">>> x = (1 +\n>>> 2)", "where the next >>> input starts"),
+        (">>> s = '''open\n... string", "where the block ends"),
+    ],
+)
+def test_a_statement_left_open_fails_at_its_line_instead_of_waiting(block, where):
+    result = run_pycon(block, new_session_module(), first_line=7)
+    assert result.error.startswith("the statement that starts here is still open")
+    assert result.error.endswith(where)
+    assert result.line == 7
 
 
 def test_expected_exception_must_happen():

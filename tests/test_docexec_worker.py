@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import processes_with
+from test_docexec_session import real_repl
 
 from docexec.worker import Block, ExampleFailure, PageWorker
 
@@ -236,6 +237,14 @@ def test_progress_lines_and_colours_show_as_a_terminal_shows_them(page):
     assert run(page, python(code)) == "step 3/3\nred done\n"
 
 
+def test_a_tab_in_a_transcript_stops_where_a_terminals_does(page):
+    # Markdown would put its stops every 4 columns; a terminal has them every 8.
+    lines = ['print("a\\tbc\\td")', 'print("12345678\\tx")', 'print("\\tlead", end="\\t")', "1"]
+    shown = run(page, pycon("\n".join(">>> " + line for line in lines)))
+    assert "\t" not in shown
+    assert shown == real_repl(lines, terminal_tabs=True).rstrip("\n")
+
+
 def test_author_text_is_never_renumbered(page):
     out = run(
         page,
@@ -274,6 +283,25 @@ def test_a_block_that_swallows_its_stop_names_the_line_that_was_running(page):
     failure = fails(page, python(code, line=30), timeout=1)
     assert "ran past its 1 s limit" in str(failure)
     assert failure.line == 33
+
+
+def test_a_pycon_loop_that_runs_too_long_names_the_line_inside_it(page):
+    block = pycon(">>> import time\n>>> while True:\n...     time.sleep(60)\n...", line=30)
+    failure = fails(page, block, timeout=1)
+    assert "ran past its 1 s limit" in str(failure)
+    assert failure.line == 32  # the statement inside the loop, not the loop's first line
+
+
+def test_a_pycon_block_that_runs_too_long_in_a_function_names_its_line(page):
+    run(page, pycon(">>> import time\n>>> def wait():\n...     time.sleep(60)\n...", line=40))
+    loop = """
+    >>> for i in range(3):
+    ...     x = i
+    ...     wait() if i else None
+    ...
+    """
+    failure = fails(page, pycon(loop, line=20), timeout=1)
+    assert failure.line == 42  # in the function an earlier block defined
 
 
 def test_the_environment_a_page_reads_is_reported(page):

@@ -7,8 +7,10 @@ changed to the served one, so the install the pages name
 (``pip install "<package>[extras] @ <site>/<wheel>"``) fetches the wheel the build
 published. A notebook's first cell installs the package; after that every ``.ipynb``
 and every ``.py`` of the site runs top to bottom. Before it is installed, a script and
-a failing install each say in one line what to install. And no address on the site,
-the install's included, is a placeholder.
+a failing install each say in one line what to install. Every script prints, block by
+block, what its page shows: each block's output is compared with the page's record of
+that block (the execution cache's, which the build's page was rendered from). And no
+address on the site, the install's included, is a placeholder.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ import pytest
 import torch
 from bs4 import BeautifulSoup
 
+from docexec.export import SCRIPT_BLOCK
+from docexec.session import AddressStabilizer, as_terminal
+
 pytestmark = pytest.mark.site
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: A guard against a hang, not a measurement.
 TIMEOUT = 900
@@ -52,6 +59,15 @@ for name in sys.argv[1:]:
         failed += 1
         print(f"{path}: {error}")
 sys.exit(1 if failed else 0)
+"""
+
+
+#: Runs a script with its stderr in its stdout, in the order written (as a pycon block
+#: shows them), as ``python SCRIPT`` would (the script may run itself again).
+SCRIPT_RUNNER = """
+import os, subprocess, sys
+os.environ["PYTHONUNBUFFERED"] = "1"
+sys.exit(subprocess.run([sys.executable, *sys.argv[1:]], stderr=subprocess.STDOUT).returncode)
 """
 
 
@@ -218,16 +234,108 @@ def test_every_notebook_runs_in_a_readers_venv(installed, takeaways):
     assert not failures, "\n".join(failures)
 
 
-def test_every_script_runs_in_a_readers_venv(installed, takeaways):
+#: What the instrumented script prints where a block starts: a line no output holds.
+MARK = "\x1edocexec-block "
+
+
+def instrumented(script: Path) -> list[int]:
+    """Make ``script`` print a mark where each block starts; the blocks' page lines.
+
+    Each block opens with a comment at the left margin (``SCRIPT_BLOCK``), so a
+    print after it is a statement of the script's own.
+    """
+    text = script.read_text()
+    lines = [int(line) for line in SCRIPT_BLOCK.findall(text)]
+    script.write_text(
+        SCRIPT_BLOCK.sub(lambda m: f"{m[0]}\nprint({MARK!r} + {m[1]!r}, flush=True)", text)
+    )
+    return lines
+
+
+def page_of(script: Path, takeaways: Path) -> str:
+    """The page a take-away is made from: ``learning/learning.py`` is ``docs/learning.md``."""
+    relative = script.relative_to(takeaways)
+    folder = relative.parent
+    if folder.name == script.stem:  # a page's own folder (use_directory_urls)
+        folder = folder.parent
+    return (Path("docs") / folder / f"{script.stem}.md").as_posix()
+
+
+def shown_outputs(page: str) -> dict[int, str]:
+    """What the page shows each block printed, by the block's first page line, from its
+    record: a ``pycon`` block's transcript without its inputs."""
+    assert os.environ.get("DOCEXEC_CACHE", "1") != "0", (
+        "the take-aways are compared with the pages' execution records, which a build "
+        "with DOCEXEC_CACHE=0 does not write"
+    )
+    record = json.loads((ROOT / ".cache" / "docexec" / f"{page}.json").read_text())
+    shown = {}
+    for block in record["blocks"]:
+        output = block["output"]
+        if block["signature"]["kind"] == "pycon":
+            output = "".join(
+                line
+                for line in output.splitlines(keepends=True)
+                if not re.match(r"(>>>|\.\.\.)( |$)", line.rstrip("\n"))
+            )
+        shown[block["line"]] = output
+    return shown
+
+
+def comparable(output: str) -> str:
+    """An output without what differs between the page's process and a script by design.
+
+    A traceback's frames name the page (``docs/x.md``, ``<stdin>``) there and the
+    script here: what is compared is its first line and the exception it ends with.
+    Tabs are compared as a terminal shows them, as a ``pycon`` transcript has them.
+    """
+    kept, in_frames = [], False
+    for line in output.split("\n"):
+        if line == "Traceback (most recent call last):":
+            in_frames = True
+            kept.append(line)
+        elif in_frames and line.startswith(" "):
+            continue
+        else:
+            in_frames = False
+            kept.append(line)
+    return "\n".join(kept).rstrip("\n").expandtabs(8)
+
+
+def script_outputs(stdout: str) -> dict[int, str]:
+    """What the instrumented script printed, by the page line of the block it printed in;
+    published as the page publishes output (see docexec.session)."""
+    stabilize, outputs = AddressStabilizer(), {}
+    for chunk in stdout.split(MARK)[1:]:
+        line, _, output = chunk.partition("\n")
+        outputs[int(line)] = stabilize(as_terminal(output))
+    return outputs
+
+
+def test_every_script_prints_what_its_page_shows_in_a_readers_venv(installed, takeaways):
     scripts = sorted(takeaways.rglob("*.py"))
     assert len(scripts) > 1
+    lines = {script: instrumented(script) for script in scripts}
     python = str(installed / "bin" / "python")
-    results = in_parallel([([python, script.name], script.parent) for script in scripts], installed)
-    failures = [
-        f"{script.relative_to(takeaways)}:\n{result.stderr[-3000:]}"
-        for script, result in zip(scripts, results, strict=True)
-        if result.returncode != 0 or not result.stdout.strip()
-    ]
+    results = in_parallel(
+        [([python, "-c", SCRIPT_RUNNER, script.name], script.parent) for script in scripts],
+        installed,
+    )
+    failures = []
+    for script, result in zip(scripts, results, strict=True):
+        name = script.relative_to(takeaways)
+        if result.returncode != 0:
+            failures.append(f"{name} failed:\n{result.stdout[-3000:]}")
+            continue
+        page = shown_outputs(page_of(script, takeaways))
+        printed = script_outputs(result.stdout)
+        assert lines[script] and sorted(printed) == sorted(page) == lines[script], name
+        failures += [
+            f"{name}: the block at {page_of(script, takeaways)}:{line} printed\n"
+            f"{printed[line]}\nbut the page shows\n{page[line]}"
+            for line in lines[script]
+            if comparable(printed[line]) != comparable(page[line])
+        ]
     assert not failures, "\n".join(failures)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
@@ -92,6 +93,37 @@ def test_the_notebook_cell_does_nothing_where_the_package_is_importable(tmp_path
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "installed already\n"
+
+
+def run_install_cell(package, monkeypatch) -> list[list[str]]:
+    """Run the notebook's install cell here, with pip replaced by a recorder: what it ran."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **_: calls.append(args))
+    from IPython.core.error import UsageError
+
+    with contextlib.suppress(UsageError):  # the recorder installed nothing
+        exec(notebook_install_cell(package), {})
+    return calls
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": "no-such-distribution"},  # the package is missing
+        {"version": "0.0.1"},  # another version is installed
+        {"needs": ("scikit-learn", "no-such-distribution")},  # without what an extra adds
+    ],
+    ids=["missing", "another-version", "without-its-extras"],
+)
+def test_the_notebook_cell_installs_unless_the_package_is_there_as_the_page_had_it(
+    change, monkeypatch
+):
+    package = reader_package(ROOT, "learnable-parameters[pages]", SITE)
+    assert package.needs == ("latex2mathml", "scikit-learn")
+    assert run_install_cell(package, monkeypatch) == []  # this venv has it, with its extras
+    changed = replace(package, **change)
+    calls = run_install_cell(changed, monkeypatch)
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", changed.requirement]]
 
 
 def test_the_wheel_is_built_again_only_when_what_it_is_made_of_changes(tmp_path, monkeypatch):

@@ -7,8 +7,11 @@ A block that is meant to raise keeps its error: the notebook cell is tagged
 ``raises-exception`` (which nbclient and Jupyter honour) and the script catches
 the exception and prints its traceback. A ``python`` block whose printed output the
 page renders as HTML (a figure) or as Markdown (a generated table) is drawn the same
-way in the notebook. Output is deterministic: cell ids are numbered, and no
-timestamps are written.
+way in the notebook. Both start as the page's process started (see
+:mod:`docexec.start`): the same seeds, torch on one thread, string hashing and build
+date, so on the versions the build stamp names they print what the page shows. In a
+script each block opens with a comment naming its page line (:data:`SCRIPT_BLOCK`).
+Output is deterministic: cell ids are numbered, and no timestamps are written.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from docexec.start import preamble
+
+#: The comment that opens each block in a script: its first page line is the group.
+SCRIPT_BLOCK = re.compile(r"^# --- page line (\d+) ---$", re.MULTILINE)
 
 #: A pymdownx.snippets include line: ``--8<-- "path"``.
 SNIPPET = re.compile(r'^(?P<indent>\s*)--8<--\s+"(?P<path>[^"]+)"\s*$')
@@ -35,6 +43,7 @@ class ExecutedBlock:
         raised: Which of its statements raised it (for ``pycon``; ``[0]`` for ``python``).
         renders: How the page shows what a ``python`` block prints: ``"text"`` (a
             code block), ``"html"`` or ``"markdown"``.
+        line: The page line of its first line of code; 0 when unknown.
     """
 
     kind: str
@@ -42,6 +51,7 @@ class ExecutedBlock:
     raises: str | None = None
     raised: list[int] = field(default_factory=list)
     renders: str = "text"
+    line: int = 0
 
 
 @dataclass
@@ -134,13 +144,17 @@ def _notebook_code(code: str, renders: str) -> str:
     )
 
 
-def to_notebook(page: PageExport, stamp: str, setup: str | None = None) -> str:
+def to_notebook(
+    page: PageExport, stamp: str, setup: str | None = None, seed: int = 0, epoch: str | None = None
+) -> str:
     """The page as a Jupyter notebook (nbformat 4.5), as JSON text.
 
     Args:
         page: The page's parts.
         stamp: A line saying what built it, put in the first cell.
         setup: Code for a first code cell (installing what the notebook imports).
+        seed: The seed the page's process started from.
+        epoch: The build's ``SOURCE_DATE_EPOCH``, if it had one.
 
     Returns:
         The notebook, as deterministic JSON.
@@ -148,6 +162,7 @@ def to_notebook(page: PageExport, stamp: str, setup: str | None = None) -> str:
     cells = [_markdown_cell(f"*{stamp}*")]
     if setup:
         cells.append(_code_cell(setup))
+    cells.append(_code_cell(preamble(seed, epoch, notebook=True)))
     for part in page.parts:
         if isinstance(part, str):
             if part.strip():
@@ -189,23 +204,53 @@ def _code_cell(code: str, metadata: dict | None = None) -> dict:
     }
 
 
-def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
-    """One statement for the script; a bare expression is printed, as the REPL shows it."""
-    if shows_values:
-        try:
-            tree = ast.parse(code)
-        except SyntaxError:
-            tree = None
-        if tree and len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
-            call = tree.body[0].value
-            is_print = isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print"
-            if not is_print:
+#: Statements whose body the prompt compiles in a scope of its own: expressions there
+#: are not echoed.
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _echoed(code: str) -> str:
+    """``code`` with every value the prompt would echo passed to ``show``.
+
+    The interactive interpreter prints the value of each expression statement outside
+    a function or class, however deep in ``for``, ``with``, ``if`` or ``try`` blocks
+    (CPython compiles them with ``PRINT_EXPR``); a call to ``print`` is left as it is
+    (its ``None`` echoes nothing). Brackets go exactly around the expression, so a
+    comment after it stays a comment.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    edits: list[tuple[int, int, str]] = []  # (line, byte column, text to insert)
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Expr):
+                value = node.value
+                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "print":
+                    continue
                 # A bare tuple (`a, b`) would become two arguments: give it parentheses.
-                # A trailing comment would swallow the closing bracket: end the line first
-                # (a `#` inside a string costs only a line break).
-                tail = "\n" if "#" in code else ""
-                bare = isinstance(call, ast.Tuple)
-                code = f"show(({code}{tail}))" if bare else f"show({code}{tail})"
+                bare = isinstance(value, ast.Tuple)
+                edits.append((value.lineno, value.col_offset, "show((" if bare else "show("))
+                edits.append((value.end_lineno, value.end_col_offset, "))" if bare else ")"))
+            elif not isinstance(node, _SCOPES):
+                for name in ("body", "orelse", "finalbody"):
+                    visit(getattr(node, name, []))
+                for inner in [*getattr(node, "handlers", []), *getattr(node, "cases", [])]:
+                    visit(inner.body)
+
+    visit(tree.body)
+    lines = [line.encode() for line in code.split("\n")]
+    for line, column, text in sorted(edits, reverse=True):
+        lines[line - 1] = lines[line - 1][:column] + text.encode() + lines[line - 1][column:]
+    return b"\n".join(lines).decode()
+
+
+def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
+    """One statement for the script; a value the REPL would echo is printed, as it shows it."""
+    if shows_values:
+        code = _echoed(code)
     if raises:
         body = "\n".join("    " + line for line in code.split("\n"))
         if isinstance(getattr(builtins, raises, None), type):
@@ -220,24 +265,26 @@ def _script_statement(code: str, raises: str | None, shows_values: bool) -> str:
     return code
 
 
-def to_script(page: PageExport, stamp: str, setup: str | None = None) -> str:
+def to_script(
+    page: PageExport, stamp: str, setup: str | None = None, seed: int = 0, epoch: str | None = None
+) -> str:
     """The page as a plain Python script: prose as comments, blocks as code.
 
     Args:
         page: The page's parts.
         stamp: A line saying what built it, put in the header.
         setup: Code to run first (a check that what the script imports is installed).
+        seed: The seed the page's process started from.
+        epoch: The build's ``SOURCE_DATE_EPOCH``, if it had one.
 
     Returns:
         The script's text.
     """
     out = [
         f'"""{page.title}\n\n{stamp}\n"""',
-        "import sys\nimport traceback\n\n"
-        "show = sys.displayhook  # prints a value the way the >>> prompt does",
+        preamble(seed, epoch, notebook=False, setup=setup),  # imports sys, used below
+        "import traceback\n\nshow = sys.displayhook  # prints a value the way the >>> prompt does",
     ]
-    if setup:
-        out.append(setup)
     for part in page.parts:
         if isinstance(part, str):
             text = part.strip("\n")
@@ -250,5 +297,7 @@ def to_script(page: PageExport, stamp: str, setup: str | None = None) -> str:
             )
             for index, code in enumerate(_cells_of(part))
         ]
+        if part.line:
+            statements.insert(0, f"# --- page line {part.line} ---")
         out.append("\n".join(statements))
     return "\n\n".join(out) + "\n"

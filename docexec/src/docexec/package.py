@@ -16,6 +16,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -38,6 +39,10 @@ log = get_plugin_logger(__name__)
 _REQUIREMENT = re.compile(
     r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?\s*$"
 )
+
+
+#: The distribution a PEP 508 requirement names: ``scikit-learn`` in ``scikit-learn>=1.4``.
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _normalize(name: str) -> str:
@@ -64,6 +69,8 @@ class ReaderPackage:
         url: Where the site publishes the wheel.
         module: The import name that tells whether the package is installed.
         python: The Python versions it installs on (``requires-python``).
+        version: The project's version, which the notebook's install cell asks for.
+        needs: The distributions the extras add, by name, which that cell looks for.
     """
 
     name: str
@@ -72,6 +79,8 @@ class ReaderPackage:
     url: str
     module: str
     python: str = ""
+    version: str = ""
+    needs: tuple[str, ...] = ()
 
     @property
     def requirement(self) -> str:
@@ -125,6 +134,16 @@ def reader_package(root: Path, requirement: str, site_url: str) -> ReaderPackage
         url=site_url.rstrip("/") + "/" + wheel,
         module=_normalize(name),
         python=_python_versions(project.get("requires-python", "")),
+        version=version,
+        needs=tuple(
+            sorted(
+                {
+                    _REQUIREMENT_NAME.match(needed)[0]
+                    for extra in extras
+                    for needed in project["optional-dependencies"][extra]
+                }
+            )
+        ),
     )
 
 
@@ -309,24 +328,37 @@ def install_html(package: ReaderPackage) -> str:
 
 
 def notebook_install_cell(package: ReaderPackage) -> str:
-    """A notebook's first code cell: install the package unless it is importable.
+    """A notebook's first code cell: install the package unless it is there as the page had it.
 
-    A failed install stops "Run all" with one line that says what to install
-    (IPython shows a ``UsageError`` as its message alone, without a traceback).
+    It installs when the package is missing, is another version than the site's, or
+    lacks what its extras add (a reader who installed it without them). A failed
+    install stops "Run all" with one line that says what to install (IPython shows a
+    ``UsageError`` as its message alone, without a traceback).
     """
     advice = f"run {package.command} with Python {package.python}, then run this notebook again"
     return (
-        f"# Installs the package this notebook imports, unless it is already installed.\n"
-        f"import importlib.util\n"
+        f"# Installs the package this notebook imports, unless it is installed already\n"
+        f"# as the page had it: version {package.version}, with what its extras add.\n"
+        f"import importlib\n"
         f"import subprocess\n"
-        f"import sys\n\n"
-        f'if importlib.util.find_spec("{package.module}") is None:\n'
+        f"import sys\n"
+        f"from importlib import metadata\n\n\n"
+        f"def installed(name: str) -> str | None:\n"
+        f"    try:\n"
+        f"        return metadata.version(name)\n"
+        f"    except metadata.PackageNotFoundError:\n"
+        f"        return None\n\n\n"
+        f"def ready() -> bool:\n"
+        f"    return installed({json.dumps(package.name)}) == {json.dumps(package.version)} and all(\n"
+        f"        map(installed, {json.dumps(list(package.needs))})\n"
+        f"    )\n\n\n"
+        f"if not ready():\n"
         f"    subprocess.run(\n"
         f'        [sys.executable, "-m", "pip", "install", "--quiet", {package.requirement!r}],\n'
         f"        capture_output=True,\n"
         f"    )\n"
         f"    importlib.invalidate_caches()\n"
-        f'if importlib.util.find_spec("{package.module}") is None:\n'
+        f"if not ready():\n"
         f"    from IPython.core.error import UsageError\n\n"
         f"    raise UsageError({f'Could not install {package.name}: {advice}.'!r})"
     )

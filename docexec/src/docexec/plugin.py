@@ -97,6 +97,7 @@ from docexec.package import (
     script_install_check,
 )
 from docexec.processes import check_platform
+from docexec.start import HASH_SEED
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -435,7 +436,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         markdown_exec.formatters["markdown"] = _format_markdown
         # str/bytes hashes are salted per process unless this is set: set ordering
         # would change from build to build. The example processes inherit it.
-        os.environ["PYTHONHASHSEED"] = "0"
+        os.environ["PYTHONHASHSEED"] = HASH_SEED
         if "SOURCE_DATE_EPOCH" not in os.environ:
             epoch = source_date_epoch(self.root)
             if epoch:
@@ -812,10 +813,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             self.search.save()
         for path, (_stem, export) in sorted(self.exports.items()):
             stamp = f"Generated from the page of the same name; its outputs were built with {self.stamp}."
+            # Each starts as the page's process did: its seed, the build's date.
+            start = {"seed": self.config.seed, "epoch": os.environ.get("SOURCE_DATE_EPOCH")}
             notebook = to_notebook(
-                export, stamp, self.package and notebook_install_cell(self.package)
+                export, stamp, self.package and notebook_install_cell(self.package), **start
             )
-            script = to_script(export, stamp, self.package and script_install_check(self.package))
+            script = to_script(
+                export, stamp, self.package and script_install_check(self.package), **start
+            )
             write_file(notebook.encode(), os.path.join(config.site_dir, path + ".ipynb"))
             write_file(script.encode(), os.path.join(config.site_dir, path + ".py"))
         self.exports = {}
@@ -957,7 +962,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         def account(block: Block, output: str, raised: list[int], started: float) -> None:
             run_.seconds += time.perf_counter() - started
             run_.sent.append((block, options.timeout, span))
-            run_.blocks[index] = ExecutedBlock(kind, block.source, options.raises, raised, renders)
+            run_.blocks[index] = ExecutedBlock(
+                kind, block.source, options.raises, raised, renders, block.first_line
+            )
             run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
 
         # A replayed block whose HTML is remembered is not rendered again. markdown-exec

@@ -26,14 +26,20 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import CodeType, ModuleType, TracebackType
 
 PS1 = ">>> "
 PS2 = "... "
 
 
 class StopExample(BaseException):
-    """Raised inside the example process to stop a block that ran past its limit."""
+    """Raised inside the example process to stop a block that ran past its limit.
+
+    ``line`` is the page line that was running when it was raised, where a ``pycon``
+    block knows it (0 otherwise).
+    """
+
+    line = 0
 
 
 @dataclass
@@ -434,12 +440,48 @@ def _as_main(module: ModuleType, kind: str = "python"):
             sys.modules["__main__"] = saved
 
 
+#: The page line of the statement each ``<stdin>`` code object was compiled from (the
+#: statement's own code, and the functions and classes in it), for as long as it lives.
+_STATEMENT_LINES: weakref.WeakKeyDictionary[CodeType, int] = weakref.WeakKeyDictionary()
+
+
+def _note_statement(code_object: CodeType, line: int) -> None:
+    _STATEMENT_LINES[code_object] = line
+    for const in code_object.co_consts:
+        if isinstance(const, CodeType):
+            _note_statement(const, line)
+
+
+def _running_line(tb: TracebackType | None) -> int:
+    """The page line of the innermost ``<stdin>`` frame of a traceback, or 0.
+
+    Each frame's line counts from its statement's first line (as the interpreter's
+    ``<stdin>`` does): the statement's page line comes from :data:`_STATEMENT_LINES`.
+    """
+    found = 0
+    while tb is not None:
+        start = _STATEMENT_LINES.get(tb.tb_frame.f_code)
+        if start is not None:
+            found = start + tb.tb_lineno - 1
+        tb = tb.tb_next
+    return found
+
+
 class _Console(code.InteractiveConsole):
-    """``InteractiveConsole`` that remembers the exception each input raised."""
+    """``InteractiveConsole`` that remembers the exception each input raised.
+
+    ``statement_line`` is the page line of the statement being pushed: the code it
+    compiles to is noted with it, so a stop names the line running inside it.
+    """
 
     def __init__(self, namespace: dict) -> None:
         super().__init__(namespace, filename="<stdin>")
         self.raised: BaseException | None = None
+        self.statement_line = 0
+
+    def runcode(self, code_object: CodeType) -> None:
+        _note_statement(code_object, self.statement_line)
+        super().runcode(code_object)
 
     def showtraceback(self) -> None:
         exc = sys.exc_info()[1]
@@ -459,7 +501,53 @@ class _Console(code.InteractiveConsole):
         except Exception:  # noqa: BLE001 - fall back to codeop's report
             pass
         self.raised = error
-        self.write("".join(traceback.format_exception_only(type(error), error)))
+        self.write(repl_syntax_error(error))
+
+
+def repl_syntax_error(error: SyntaxError) -> str:
+    """``error`` as CPython 3.11's interactive interpreter prints it.
+
+    The interpreter draws it in C (``print_exception`` and ``print_error_text`` in
+    ``Python/pythonrun.c``), not with :mod:`traceback`: it strips tabs as well as
+    spaces from the line, carets an error that runs onto later lines up to the end of
+    its first, and clips with the line's length in UTF-8 bytes. This follows it step
+    by step; ``traceback`` draws the same error otherwise (no caret, or under a tab).
+    """
+    if not isinstance(error.lineno, int) or isinstance(error.lineno, bool):
+        return "".join(traceback.format_exception_only(type(error), error))
+    filename = "<string>" if error.filename is None else error.filename
+    shown = [f'  File "{filename}", line {error.lineno}\n']
+    if error.text is not None:
+        text = error.text.encode()
+        offset = error.offset if isinstance(error.offset, int) else -1
+        end_offset, end_lineno = -1, error.lineno
+        if type(error) is SyntaxError:  # subclasses get no range
+            if isinstance(error.end_offset, int):
+                end_offset = error.end_offset
+            if isinstance(error.end_lineno, int):
+                end_lineno = error.end_lineno
+        if end_lineno > error.lineno:  # up to the end of its first line
+            end_offset = len(text)
+        end_offset = min(end_offset, len(text) + 1)
+        carets = end_offset - offset if end_offset > 0 and end_offset > offset else 1
+        offset -= 1  # 0-based from here
+        stripped = text.lstrip(b" \t\f")
+        offset -= len(text) - len(stripped)
+        text = stripped
+        length = len(text) - 1 if text.endswith(b"\n") else len(text)
+        offset = min(offset, length)
+        while (newline := text.find(b"\n")) != -1 and newline < offset:
+            text, length, offset = text[newline + 1 :], length - newline - 1, offset - newline - 1
+        shown.append("    " + text.decode(errors="replace"))
+        if text[length : length + 1] != b"\n":
+            shown.append("\n")
+        if offset >= 0:
+            shown.append("    " + " " * offset + "^" * carets + "\n")
+    kind = type(error)
+    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+    message = str(error.msg)
+    shown.append(f"{module}{kind.__qualname__}{': ' if message else ''}{message}\n")
+    return "".join(shown)
 
 
 def parse_pycon(source: str, first_line: int) -> list[tuple[int, str]]:
@@ -567,7 +655,10 @@ def run_pycon(
         _capturing(buffer, ("stdout", "stderr")),
     ):
         while pending or more:
-            if pending and not (more and pending[0][1] == PS1 and pending[0][2].strip()):
+            closing = not (
+                pending and not (more and pending[0][1] == PS1 and pending[0][2].strip())
+            )
+            if not closing:
                 line, _prompt, text = pending.pop(0)
             else:  # close an open block, as Enter on an empty line would
                 line, text = (pending[0][0] if pending else statement_start), ""
@@ -578,8 +669,12 @@ def run_pycon(
             buffer.echo((PS2 if more else PS1) + text + "\n")
             on_line(line)
             console.raised = None
+            console.statement_line = statement_start
             try:
                 more = console.push(text)
+            except StopExample as stop:
+                stop.line = _running_line(stop.__traceback__)
+                raise
             except SystemExit as exc:
                 return BlockResult(
                     output=buffer.getvalue(),
@@ -587,6 +682,14 @@ def run_pycon(
                     line=line,
                 )
             exc = console.raised
+            if closing and more:  # an empty line does not close a bracket or a string
+                where = "the next >>> input starts" if pending else "the block ends"
+                return BlockResult(
+                    output=buffer.getvalue(),
+                    error="the statement that starts here is still open (an unclosed "
+                    f"bracket or string) where {where}",
+                    line=statement_start,
+                )
             if exc is None:
                 continue
             if _exception_matches(exc, raises):

@@ -14,12 +14,10 @@ import _collections_abc
 import atexit
 import contextlib
 import faulthandler
-import importlib.abc
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.util  # registers its exit handler now, before ours (see context)
 import os
-import random
 import re
 import shutil
 import signal
@@ -28,11 +26,9 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import ModuleType
 
 from docexec.cache import fingerprint, installed_folders
 from docexec.processes import (
@@ -56,6 +52,7 @@ from docexec.session import (
     run_python,
     track_threads,
 )
+from docexec.start import seed_page
 
 #: Seconds a stopped block gets to unwind before its process is killed.
 GRACE = 2.0
@@ -99,76 +96,6 @@ class Block:
             "parts": [list(part) for part in self.parts],
             "width": self.width,
         }
-
-
-def _seed_numpy(numpy: ModuleType, seed: int) -> None:
-    numpy.random.seed(seed)
-
-
-def _seed_torch(torch: ModuleType, seed: int) -> None:
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)
-
-
-#: The generators a page's process seeds beyond Python's own, by the module that holds them.
-SEEDERS: dict[str, Callable[[ModuleType, int], None]] = {
-    "numpy": _seed_numpy,
-    "torch": _seed_torch,
-}
-
-
-class _SeedOnImport(importlib.abc.MetaPathFinder):
-    """Seeds a module of :data:`SEEDERS` the moment its import has run, before the page's
-    next line: a page that imports NumPy or torch itself draws the same numbers as one
-    whose fork server preloaded them, and a page that never imports them pays nothing."""
-
-    def __init__(self, pending: dict[str, Callable[[ModuleType, int], None]], seed: int) -> None:
-        self.pending = pending
-        self.seed = seed
-
-    def find_spec(self, name: str, path: object, target: object = None):
-        if name not in self.pending:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        seeder, seed, run = self.pending.pop(name), self.seed, loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            run(module)
-            seeder(module, seed)
-
-        # The loader itself stays the module's (importlib.resources and friends ask it).
-        loader.exec_module = exec_module
-        return spec
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's generator, and NumPy's and torch's where a page has them.
-
-    A module already imported (preloaded by the fork server) is seeded now; one the
-    page imports later is seeded as its import ends (:class:`_SeedOnImport`); one that
-    is not installed is never imported for it. torch also runs on one thread: float
-    reductions then add up in the same order on every machine, so printed tensors are
-    the same bytes everywhere.
-    """
-    random.seed(seed)
-    pending = {}
-    for name, seeder in SEEDERS.items():
-        if name in sys.modules:
-            seeder(sys.modules[name], seed)
-        else:
-            pending[name] = seeder
-    if pending:
-        sys.meta_path.insert(0, _SeedOnImport(pending, seed))
 
 
 #: Audit events after which the process may die at once: the caller's line is noted.
@@ -515,7 +442,7 @@ def serve(
     page_file = os.path.join(root, page)
     running = RunningLine(line, page)
     columns = os.environ.get("COLUMNS")
-    seed_everything(seed)
+    seed_page(seed)
     scrub = PathScrubber(Path(root), Path(folder))
     stabilize = AddressStabilizer()
     sessions: dict[str, object] = {}
@@ -580,6 +507,8 @@ def serve(
                     if tb.tb_frame.f_code.co_filename == "<stdin>":
                         stopped_at = -1  # the last reported input line is the better guess
                 tb = tb.tb_next
+            if stop.line:  # a pycon block's: the line inside the statement that was running
+                stopped_at = stop.line
             result = BlockResult(error="stopped", line=stopped_at, timed_out=True)
         if not result.error and (misplaced := misplaced_output()):
             origin, text = misplaced
@@ -589,8 +518,13 @@ def serve(
                 line=block.first_line - 1,
             )
 
-        def publish(text: str) -> str:
-            return stabilize(scrub(as_terminal(text)))
+        def publish(text: str, kind: str = block.kind) -> str:
+            shown = as_terminal(text)
+            if kind == "pycon":
+                # A tab as a terminal shows it, up to the next of its stops every 8
+                # columns (each output starts a line): Markdown's stops are every 4.
+                shown = shown.expandtabs(8)
+            return stabilize(scrub(shown))
 
         result.output = outside_inputs(result.output, result.inputs, publish)
         result.inputs = []
