@@ -209,3 +209,42 @@ def test_a_failing_page_fails_its_shard_naming_its_line(tmp_path):
     result = run_shard(write_site(tmp_path, pages), "1/1")
     assert result.returncode == 1
     assert "docs/a.md:4: ValueError: no" in result.stderr
+
+
+SESSION_PAGE = """\
+# Session
+
+```pycon exec="on" session="s"
+>>> answer = 6 * 7
+```
+
+```python exec="on" session="s" result="text"
+print("the answer is", answer)
+```
+"""
+
+
+def test_with_the_cache_off_pages_still_run_ahead_and_give_the_same_site(tmp_path):
+    pages = {**PAGES, "session.md": SESSION_PAGE}
+    on = write_site(tmp_path / "on", pages)
+    off = write_site(tmp_path / "off", pages)
+    assert build_in_process(on).returncode == 0
+    result = build_in_process(off, {"DOCEXEC_CACHE": "0"})
+    assert result.returncode == 0, result.log
+    assert not (off / ".cache").exists()
+    assert "the answer is 42" in (off / "site" / "session" / "index.html").read_text()
+    assert site_bytes(off / "site") == site_bytes(on / "site")
+
+
+def test_an_error_of_docexec_itself_fails_the_build_rather_than_show_the_block_unrun(
+    tmp_path, monkeypatch
+):
+    from docexec import plugin
+
+    def broken(*_args, **_kwargs):
+        raise AttributeError("a bug of docexec's")
+
+    monkeypatch.setattr(plugin, "_reported_headings", broken)
+    result = build_in_process(write_site(tmp_path, {"session.md": SESSION_PAGE}))
+    assert result.returncode == 1
+    assert "docs/session.md: docexec failed on a pycon block: AttributeError" in result.log

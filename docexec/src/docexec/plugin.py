@@ -892,10 +892,23 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     # Formatters -------------------------------------------------------------
 
     def _format_python(self, **kwargs: Any):
-        return self._format("python", kwargs)
+        return self._format_or_fail("python", kwargs)
 
     def _format_pycon(self, **kwargs: Any):
-        return self._format("pycon", kwargs)
+        return self._format_or_fail("pycon", kwargs)
+
+    def _format_or_fail(self, kind: str, kwargs: dict[str, Any]):
+        """Format a block; any error is an ``ExampleError``, which SuperFences lets through
+        (it swallows every other error, and shows the fence as code, unrun)."""
+        try:
+            return self._format(kind, kwargs)
+        except ExampleError:
+            raise
+        except Exception as error:
+            where = self.page.path if self.page is not None else "docexec"
+            if self.page is not None:
+                self.page.close(kill=True)
+            raise ExampleError(f"{where}: docexec failed on a {kind} block: {error!r}") from error
 
     def _format(self, kind: str, kwargs: dict[str, Any]):
         run_ = self.page
@@ -974,7 +987,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         started = time.perf_counter()
         count = MarkdownConverter.counter
         block = block_for(kwargs["code"], kwargs.get("session"))
-        recorded = self._recorded(run_, block)
+        recorded = self._recorded(run_, block) if run_.html is not None else None
         if recorded and not (FilesRead.works() and rememberable(recorded[0])):
             recorded = None
         key = recorded and block_key(self.markdown_key, count, kind, kwargs, *recorded)
