@@ -618,3 +618,29 @@ def test_what_an_extension_read_in_an_earlier_build_of_the_process_is_keyed_as_r
     assert 'id="one"' in (tmp_path / "site/icons-a/index.html").read_text()
     build_in_a_process(tmp_path)
     assert 'id="two"' in (tmp_path / "site/icons-a/index.html").read_text()
+
+
+def test_what_another_build_read_in_its_own_cache_is_no_input_of_a_later_one(tmp_path, counts):
+    # An API page: mkdocstrings reads its compiled templates from that site's cache
+    # folder while the page renders, which that build ignores. A later build (another
+    # site, in the same process, as under `mkdocs serve` or in these tests) must not
+    # count them among what its blocks' HTML depends on.
+    other = tmp_path / "other"
+    (other / "docs").mkdir(parents=True)
+    (other / "overrides").mkdir()
+    (other / "shown_module.py").write_text('"""A module."""\n\n\ndef helper():\n    """Help."""\n')
+    (other / "docs" / "index.md").write_text("# API\n\n::: shown_module.helper\n")
+    (other / "mkdocs.yml").write_text(
+        CONFIG.replace(
+            "markdown_extensions:\n",
+            "  - mkdocstrings:\n      handlers:\n        python:\n          paths: [.]\n"
+            "markdown_extensions:\n",
+        )
+    )
+    build(other, counts)
+    assert any((other / ".cache" / "docexec" / "jinja").rglob("*mkdocstrings*"))
+    (tmp_path / "site").mkdir()
+    write_site(tmp_path / "site")
+    build(tmp_path / "site", counts)
+    warm = build(tmp_path / "site", counts)
+    assert warm["blocks rendered"] == BLOCKS - REMEMBERED

@@ -141,6 +141,10 @@ class FilesRead:
     _states: dict[str, str | None] = {}
     #: Folders whose files are no page's input (the memories themselves).
     ignored: tuple[str, ...] = ()
+    #: The repository being built: what was read outside it (another site's files, read
+    #: by an earlier build in this process) is no input of its pages, as for the
+    #: execution cache.
+    within: str = os.sep
     _local = threading.local()
 
     @classmethod
@@ -156,13 +160,16 @@ class FilesRead:
         if getattr(cls._local, "busy", False):  # the fingerprint's own reads
             return
         path = os.path.abspath(os.fsdecode(path))
+        if path.startswith(cls.ignored) or installed(path):
+            # Never an input: not recorded at all, so that a later build (of another
+            # site in this process, which ignores other folders) does not count it.
+            return
         found.add(path)
-        if not path.startswith(cls.ignored) and not installed(path):
-            cls._local.busy = True
-            try:
-                cls._states[path] = fingerprint(Path(path))  # as the reader finds it
-            finally:
-                cls._local.busy = False
+        cls._local.busy = True
+        try:
+            cls._states[path] = fingerprint(Path(path))  # as the reader finds it
+        finally:
+            cls._local.busy = False
 
     @classmethod
     def works(cls) -> bool:
@@ -188,7 +195,13 @@ class FilesRead:
         """What was read so far, by earlier pages and by this one until now, that is
         neither installed nor in an ignored folder."""
         found = cls.ever | cls._active.get(threading.get_ident(), set())
-        return {path for path in found if not path.startswith(cls.ignored) and not installed(path)}
+        return {
+            path
+            for path in found
+            if path.startswith(cls.within)
+            and not path.startswith(cls.ignored)
+            and not installed(path)
+        }
 
     @classmethod
     def states(cls) -> dict[str, str | None]:

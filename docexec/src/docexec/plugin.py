@@ -467,6 +467,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             os.path.join(os.path.abspath(folder), "")
             for folder in (self.cache.folder, config.site_dir)
         )
+        FilesRead.within = os.path.join(str(self.root), "")
         search = SearchEntries(self.cache.folder / "search.json", self.cache.environment)
         for plugin in config.plugins.values():
             if search.attach(getattr(plugin, "search_index", None)):
