@@ -12,11 +12,11 @@ from docexec.export import (
     SCRIPT_BLOCK,
     ExecutedBlock,
     PageExport,
-    expand_snippets,
     pycon_statements,
     to_notebook,
     to_script,
 )
+from docexec.snippets import expand_snippets
 from docexec.worker import Block, PageWorker
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import markdown_exec
 
-from docexec.export import read_snippet
+from docexec.snippets import SNIPPET as _SNIPPET
+from docexec.snippets import read_snippet
 
 #: The option the scanner adds to a fence's info string: the fence's place in the
 #: page's list of fences (see :class:`Scan`).
@@ -36,8 +37,7 @@ _OPTION = re.compile(
 )
 _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
 #: A line pymdownx.snippets replaces with a file: ``--8<-- "path"`` (its files are read by
-#: :func:`docexec.export.read_snippet`).
-_SNIPPET = re.compile(r"""^(?P<indent>[ \t]*)-+8<-+[ \t]+(?P<q>["'])(?P<path>.+?)(?P=q)$""")
+#: :func:`docexec.snippets.read_snippet`).
 
 #: Languages whose fences docexec runs (markdown-exec runs the others it is configured for).
 LANGUAGES = ("python", "py", "pycon")

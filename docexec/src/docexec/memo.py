@@ -10,7 +10,7 @@ that are checked on every build:
   repository's own code), in a folder per environment key.
 - **Blocks' HTML.** What a replayed block renders to is a function of its output,
   its options, the Markdown configuration and the files extensions read as pages
-  render (:class:`FilesRead`): :class:`BlockHtml` keeps it per page, under a key of
+  render (:class:`RenderReads`): :class:`BlockHtml` keeps it per page, under a key of
   all of those (see ``DocExecPlugin._format``).
 - **Search entries.** Material's search plugin parses every page's HTML into
   sections on every build; :class:`SearchEntries` keeps the entries a page gave,
@@ -117,7 +117,7 @@ def local_code(root: Path) -> str:
     return digest(sources)
 
 
-class FilesRead:
+class RenderReads:
     """The files and folders this thread opens or lists while pages render (an audit
     hook, added once), over the whole process.
 
@@ -224,14 +224,14 @@ class FilesRead:
 
 class FileStates:
     """The :func:`~docexec.cache.fingerprint` of files now, each read once in a build
-    (by docexec, not by a page's rendering: not recorded by :class:`FilesRead`)."""
+    (by docexec, not by a page's rendering: not recorded by :class:`RenderReads`)."""
 
     def __init__(self) -> None:
         self.known: dict[str, str | None] = {}
 
     def __call__(self, path: str) -> str | None:
         if path not in self.known:
-            with FilesRead.paused():
+            with RenderReads.paused():
                 self.known[path] = fingerprint(Path(path))
         return self.known[path]
 
@@ -272,7 +272,7 @@ class BlockHtml(JsonMemo):
     """What each block of one page rendered to, by :func:`block_key`:
     ``[html, conversions, files]``, ``conversions`` being how many markdown-exec counted
     for it and ``files`` the state of what rendering had read as it read it
-    (:meth:`FilesRead.states`), which must be each file's state now (``states``)."""
+    (:meth:`RenderReads.states`), which must be each file's state now (``states``)."""
 
     def __init__(self, path: Path, states: FileStates) -> None:
         super().__init__(path)

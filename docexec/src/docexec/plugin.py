@@ -60,11 +60,8 @@ from docexec.cache import (
     environment_key,
 )
 from docexec.export import (
-    SNIPPET,
     ExecutedBlock,
     PageExport,
-    expand_snippets,
-    read_snippet,
     to_notebook,
     to_script,
 )
@@ -79,8 +76,8 @@ from docexec.fences import (
 )
 from docexec.memo import (
     BlockHtml,
-    FilesRead,
     FileStates,
+    RenderReads,
     SearchEntries,
     block_key,
     jinja_cache,
@@ -97,6 +94,7 @@ from docexec.package import (
     script_install_check,
 )
 from docexec.processes import check_platform
+from docexec.snippets import SNIPPET, expand_snippets, read_snippet
 from docexec.start import HASH_SEED
 from docexec.worker import Block, ExampleFailure, PageWorker
 
@@ -463,11 +461,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.code = local_code(self.root)
         self.markdown_key = markdown_fingerprint(config, self.cache.environment, self.code)
         self.states = FileStates()
-        FilesRead.ignored = tuple(
+        RenderReads.ignored = tuple(
             os.path.join(os.path.abspath(folder), "")
             for folder in (self.cache.folder, config.site_dir)
         )
-        FilesRead.within = os.path.join(str(self.root), "")
+        RenderReads.within = os.path.join(str(self.root), "")
         search = SearchEntries(self.cache.folder / "search.json", self.cache.environment)
         for plugin in config.plugins.values():
             if search.attach(getattr(plugin, "search_index", None)):
@@ -753,7 +751,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 self.page.html = BlockHtml(self.cache.path_for(path, ".html.json"), self.states)
             self._lookup(self.page)
         if self.cache is not None:
-            FilesRead.start()  # what the page's rendering reads (see docexec.memo)
+            RenderReads.start()  # what the page's rendering reads (see docexec.memo)
         return annotated
 
     def on_page_content(self, html, *, page, config, files):
@@ -833,7 +831,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self._close(kill=True)
 
     def _close(self, kill: bool = False) -> None:
-        FilesRead.stop()
+        RenderReads.stop()
         page, self.page = self.page, None
         if page is not None:
             page.close(kill=kill)
@@ -989,7 +987,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         count = MarkdownConverter.counter
         block = block_for(kwargs["code"], kwargs.get("session"))
         recorded = self._recorded(run_, block) if run_.html is not None else None
-        if recorded and not (FilesRead.works() and rememberable(recorded[0])):
+        if recorded and not (RenderReads.works() and rememberable(recorded[0])):
             recorded = None
         key = recorded and block_key(self.markdown_key, count, kind, kwargs, *recorded)
         if key and run_.html is not None and (remembered := run_.html.get(key)) is not None:
@@ -1004,7 +1002,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
         def run(source: str, session: str | None = None, **_: Any) -> str:
             try:
-                with FilesRead.paused():  # what the block reads is the execution cache's
+                with RenderReads.paused():  # what the block reads is the execution cache's
                     return run_block(source, session)
             except ExampleError:
                 raise
@@ -1042,12 +1040,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             ran
             and run_.html is not None
             and not added
-            and FilesRead.works()
+            and RenderReads.works()
             and rememberable(ran[0], str(html))
         ):
             key = block_key(self.markdown_key, count, kind, kwargs, *ran)
             conversions = MarkdownConverter.counter - count
-            run_.html.put(key, [str(html), conversions, FilesRead.states()])
+            run_.html.put(key, [str(html), conversions, RenderReads.states()])
         return html
 
     def _untagged(self, run: PageRun, kind: str, kwargs: dict[str, Any]) -> str:

@@ -64,9 +64,9 @@ class BlockResult:
     """The file the error is in, when it is not the page (an included file)."""
     files: dict[str, str | None] = field(default_factory=dict)
     """Repository files the process first read while the block ran, each with its
-    fingerprint at that moment (see ``worker.ReadFiles``)."""
+    fingerprint at that moment (see ``worker.PageReads``)."""
     environ: dict[str, str | None] = field(default_factory=dict)
-    """Environment variables the block read, with their values (see ``worker.ReadFiles``)."""
+    """Environment variables the block read, with their values (see ``worker.PageReads``)."""
     reads_lines: bool = False
     """Whether the block's code looked at stack frames, which know its page lines."""
     inputs: list[tuple[int, int]] = field(default_factory=list)

@@ -198,7 +198,7 @@ def _default_sigterm_in_child() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-class ReadFiles:
+class PageReads:
     """The repository files and folders this process reads, as the cache needs them.
 
     An audit hook sees every ``open`` and folder listing (``os.listdir``,
@@ -438,7 +438,7 @@ def serve(
     os.chdir(folder)
     tempfile.gettempdir()  # reads TMPDIR and friends once, before the page's reads count
     faulthandler.enable(open(crash_file, "w"))  # noqa: SIM115 - open until the process ends
-    read = ReadFiles(root)
+    read = PageReads(root)
     page_file = os.path.join(root, page)
     running = RunningLine(line, page)
     columns = os.environ.get("COLUMNS")
