@@ -15,6 +15,7 @@ its rendering options (``source``, ``result``, ``html``, tabs) keep working. It 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import math
 import os
@@ -276,12 +277,22 @@ def git_commit(root: Path) -> str:
     return _git(root, "rev-parse", "--short=12", "HEAD") or "unknown"
 
 
+@functools.lru_cache(maxsize=8)
+def _providers(module: str) -> tuple[str, ...]:
+    """The distributions that provide top-level ``module``: the one of its name if it
+    does (torch), else as the installed metadata says (sklearn: scikit-learn), which
+    reads every distribution's file list (half a second): once per process."""
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        metadata.distribution(module)
+        return (module,)
+    return tuple(metadata.packages_distributions().get(module, []))
+
+
 def preloaded_distributions(preload: list[str]) -> list[str]:
     """``name version`` of each distribution that provides a module of ``preload``."""
-    providers = metadata.packages_distributions()
     found: dict[str, None] = {}
     for module in preload:
-        for name in providers.get(module.split(".")[0], []):
+        for name in _providers(module.split(".")[0]):
             found[f"{name} {metadata.version(name).split('+')[0]}"] = None
     return list(found)
 
