@@ -530,6 +530,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             if self.cache is not None:
                 try:
                     run.replay = self.cache.lookup(path, run.key, run.lines_of_fences)
+                    self.ahead[path] = run.replay  # the render replays it, not looked up twice
                 except CacheMiss as miss:
                     run.why = str(miss)
                     if miss.unreadable:
@@ -553,7 +554,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                         f"{run.path}: its blocks will run as the page renders (one of them "
                         "includes code, or has options in braces)"
                     )
-        todo.sort(key=lambda item: schedule.longest_first(took).index(item[0].path))
+        rank = {page: i for i, page in enumerate(schedule.longest_first(took))}
+        todo.sort(key=lambda item: rank[item[0].path])
         for run, _ in todo:
             if run.path in unreadable:
                 log.info(unreadable[run.path])  # said once: the render replays this run
