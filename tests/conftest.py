@@ -73,6 +73,27 @@ def processes_with(marker: str) -> list[str]:
     return found
 
 
+#: Our environment's settings that a shell outside this repository would not have.
+#: Bytecode among them: with PYTHONDONTWRITEBYTECODE set (this machine sets it), every
+#: notebook and script would compile torch's modules again (1.2 s each) in a venv
+#: installed with --no-compile.
+NOT_OURS = {
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "JUPYTER_PATH",
+    "PYTHONDONTWRITEBYTECODE",
+}
+
+
+def venv_env(folder: Path) -> dict[str, str]:
+    """The environment of a shell with ``folder``'s venv active, nothing of this repository's."""
+    env = {key: value for key, value in os.environ.items() if key not in NOT_OURS}
+    env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(folder)
+    return env
+
+
 @dataclass
 class BuildResult:
     """What a build did: its exit code and its log, as ``mkdocs build`` prints it."""

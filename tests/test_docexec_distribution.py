@@ -12,7 +12,6 @@ out the same.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
+from conftest import venv_env
 
 pytestmark = pytest.mark.site
 
@@ -43,19 +43,8 @@ def pins() -> str:
 
 
 def clean_env(folder: Path) -> dict[str, str]:
-    """A shell's environment with ``folder``'s venv active and nothing of this repository's."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE"}
-    }
-    env.update(
-        PATH=f"{folder / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        VIRTUAL_ENV=str(folder),
-        NO_MKDOCS_2_WARNING="1",
-        SOURCE_DATE_EPOCH="1700000000",
-    )
-    return env
+    """A shell with ``folder``'s venv active, building as the tests build."""
+    return dict(venv_env(folder), NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
 
 
 def run(args: list[str], folder: Path, cwd: Path) -> subprocess.CompletedProcess:

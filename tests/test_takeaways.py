@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 from bs4 import BeautifulSoup
+from conftest import venv_env
 
 from docexec.export import SCRIPT_BLOCK
 from docexec.session import AddressStabilizer, as_terminal
@@ -71,31 +72,11 @@ sys.exit(subprocess.run([sys.executable, *sys.argv[1:]], stderr=subprocess.STDOU
 """
 
 
-#: Our environment's settings that a reader's shell would not have. Bytecode among them:
-#: with PYTHONDONTWRITEBYTECODE set (this machine sets it), every notebook and script
-#: would compile torch's modules again (1.2 s each) in a venv installed with --no-compile.
-NOT_A_READERS = {
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "VIRTUAL_ENV",
-    "JUPYTER_PATH",
-    "PYTHONDONTWRITEBYTECODE",
-}
-
-
-def reader_env(folder: Path) -> dict[str, str]:
-    """The environment of a reader's shell with ``folder``'s venv active, nothing of ours."""
-    env = {key: value for key, value in os.environ.items() if key not in NOT_A_READERS}
-    env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(folder)
-    return env
-
-
 def run(args: list[str], venv_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         args,
         cwd=cwd,
-        env=reader_env(venv_dir),
+        env=venv_env(venv_dir),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
