@@ -7,6 +7,7 @@ as a command, as CI's shard jobs run it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -120,13 +121,21 @@ def test_pages_run_at_once_and_the_site_is_the_one_a_page_at_a_time_gives(tmp_pa
 def test_the_longest_page_by_its_last_run_starts_first(tmp_path):
     root = write_site(tmp_path, PAGES)
     assert build_in_process(root, {"DOCEXEC_JOBS": "1"}).returncode == 0
+    # The durations the first build recorded, longest first: the order the next build
+    # must start the pages in (read, not assumed: a busy machine blurs 0.1 s apart).
+    took = {
+        name: json.loads((root / ".cache" / "docexec" / "docs" / f"{name}.md.json").read_text())
+        for name in "abcd"
+    }
+    expected = sorted(took, key=lambda name: -took[name]["seconds"])
+    assert expected != sorted(took), "the recorded durations are in name order: no test"
     # Every page's examples change, so every page runs again, now with known durations.
     for page in (root / "docs").iterdir():
         page.write_text(page.read_text().replace(".upper()", ".lower()"))
     result = build_in_process(root, {"DOCEXEC_JOBS": "1"})
     assert result.returncode == 0, result.log
     starts = sorted((start, name) for name, (start, _end) in intervals(root).items())
-    assert [name for _start, name in starts] == ["a", "c", "b", "d"]
+    assert [name for _start, name in starts] == expected
 
 
 def test_a_failing_page_stops_the_pages_still_running_and_names_its_line(tmp_path):
