@@ -35,6 +35,16 @@ PAGE = PageExport(
 )
 
 
+def execute(notebook) -> None:
+    """Run a notebook in a fresh kernel, stopped at once when done (a graceful stop
+    waits a second or more on the kernel to exit)."""
+    from nbclient import NotebookClient
+
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", shutdown_kernel="immediate"
+    ).execute()
+
+
 def test_pycon_statements_strip_prompts_and_keep_blocks_whole():
     assert pycon_statements(">>> a = 1\n>>> for i in []:\n...     pass\n...\n>>> a") == [
         "a = 1",
@@ -70,10 +80,8 @@ def test_notebook_is_valid_and_deterministic():
 
 
 def test_notebook_runs_top_to_bottom_in_a_fresh_kernel():
-    from nbclient import NotebookClient
-
     notebook = nbformat.reads(to_notebook(PAGE, "stamp"), as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    execute(notebook)
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     texts = "".join(
         o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs
@@ -122,8 +130,6 @@ def test_script_shows_tuples_and_commented_expressions_as_the_prompt_does(tmp_pa
 
 
 def test_notebook_draws_html_and_markdown_output_as_the_page_does():
-    from nbclient import NotebookClient
-
     page = PageExport(
         title="Drawn",
         parts=[
@@ -133,7 +139,7 @@ def test_notebook_draws_html_and_markdown_output_as_the_page_does():
         ],
     )
     notebook = nbformat.reads(to_notebook(page, "stamp"), as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    execute(notebook)
     _start, html, markdown, text = (
         cell.outputs for cell in notebook.cells if cell.cell_type == "code"
     )
@@ -204,8 +210,6 @@ def test_a_script_starts_as_its_pages_process_did(tmp_path, monkeypatch):
 
 
 def test_a_notebook_starts_as_its_pages_process_did(monkeypatch):
-    from nbclient import NotebookClient
-
     child = (
         "import subprocess, sys\n"
         f"print(subprocess.run([sys.executable, '-c', {HASHED!r}], capture_output=True,"
@@ -216,7 +220,7 @@ def test_a_notebook_starts_as_its_pages_process_did(monkeypatch):
     )
     notebook = nbformat.reads(to_notebook(page, "stamp", seed=7, epoch="1700000000"), as_version=4)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)  # a kernel that hashes at random
-    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    execute(notebook)
     start, started, hashed = (
         "".join(o.get("text", "") for o in cell.outputs)
         for cell in notebook.cells

@@ -52,7 +52,9 @@ for name in sys.argv[1:]:
     path = Path(name)
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
+    # Stopped at once when done: a graceful stop waits 1 to 3 s on each kernel to exit.
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()
