@@ -248,7 +248,7 @@ def test_with_the_cache_off_pages_still_run_ahead_and_give_the_same_site(tmp_pat
 def test_an_error_of_docexec_itself_fails_the_build_rather_than_show_the_block_unrun(
     tmp_path, monkeypatch
 ):
-    from docexec import plugin
+    from docexec import adapter as plugin
 
     def broken(*_args, **_kwargs):
         raise AttributeError("a bug of docexec's")

@@ -24,7 +24,8 @@ from conftest import build_in_process
 from material.plugins.search import plugin as search_plugin
 from mkdocs.livereload import LiveReloadServer
 
-from docexec import cache, memo, plugin
+from docexec import adapter as plugin
+from docexec import cache, memo
 
 pytestmark = pytest.mark.site
 

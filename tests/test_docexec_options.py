@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import build_in_process
 
-from docexec import plugin, processes
+from docexec import plugin, processes, stamp
 from docexec.worker import Block, PageWorker
 
 PAGE = "docs/page.md"
@@ -62,11 +62,11 @@ def test_a_page_draws_the_seeded_numbers_whether_it_or_the_server_imports_torch(
 
 def test_the_stamp_names_the_distributions_of_the_preloaded_modules(tmp_path):
     torch = f"torch {metadata.version('torch').split('+')[0]}"
-    assert torch in plugin.build_stamp(tmp_path, ["torch"])
-    assert "torch" not in plugin.build_stamp(tmp_path, [])
-    assert plugin.build_stamp(tmp_path, []).startswith("Python 3.")
+    assert torch in stamp.build_stamp(tmp_path, ["torch"])
+    assert "torch" not in stamp.build_stamp(tmp_path, [])
+    assert stamp.build_stamp(tmp_path, []).startswith("Python 3.")
     # A module is named by the distribution that provides it.
-    assert plugin.preloaded_distributions(["sklearn.linear_model"]) == [
+    assert stamp.preloaded_distributions(["sklearn.linear_model"]) == [
         f"scikit-learn {metadata.version('scikit-learn')}"
     ]
 

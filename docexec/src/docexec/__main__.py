@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from mkdocs.exceptions import MkDocsException
     from mkdocs.structure.files import get_files
 
-    from docexec.plugin import DocExecPlugin, ExampleError
+    from docexec.page import ExampleError
+    from docexec.plugin import DocExecPlugin
 
     if args.jobs is not None:
         os.environ["DOCEXEC_JOBS"] = str(args.jobs)

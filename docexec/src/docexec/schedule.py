@@ -1,8 +1,8 @@
 """Which pages run where: on how many cores at once, in which order, on which machine.
 
 Pages whose records are missing or stale run before MkDocs renders anything (see
-:mod:`docexec.execute`), up to :func:`jobs` at once, the longest first by the
-seconds their last run took. ``python -m docexec run --shard K/N`` runs the pages
+:meth:`docexec.plugin.DocExecPlugin.run_ahead`), up to :func:`jobs` at once, the
+longest first by the seconds their last run took. ``python -m docexec run --shard K/N`` runs the pages
 of one shard: :func:`shards` gives every machine the same assignment from the same
 recorded durations, and spreads pages never run before by a stable hash.
 """
