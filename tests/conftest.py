@@ -9,6 +9,7 @@ they do online.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import http.server
 import io
@@ -173,8 +174,19 @@ def build_site() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def built_site(build_site, tmp_path_factory) -> Path:
-    """The site, built once per session: the folder that holds its index.html."""
-    return build_site(tmp_path_factory.mktemp("built"))
+    """The site, built once per session: the folder that holds its index.html.
+
+    Under pytest-xdist each worker builds it, one after another (a lock in the
+    folder the workers' temporary folders share): the first runs the pages the
+    execution cache lacks, on every core, and the others replay its records, rather
+    than every worker running every page at once on the same cores.
+    """
+    root = tmp_path_factory.mktemp("built")
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build_site(root)
+    with (tmp_path_factory.getbasetemp().parent / "built_site.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_site(root)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
