@@ -257,3 +257,48 @@ def test_an_error_of_docexec_itself_fails_the_build_rather_than_show_the_block_u
     result = build_in_process(write_site(tmp_path, {"session.md": SESSION_PAGE}))
     assert result.returncode == 1
     assert "docs/session.md: docexec failed on a pycon block: AttributeError" in result.log
+
+
+#: A hook that notes when each page's Markdown reaches the plugins (its render starts).
+RENDER_HOOK = """\
+import time
+from pathlib import Path
+
+def on_page_markdown(markdown, page, config, files):
+    folder = Path(config.config_file_path).parent / "renders"
+    folder.mkdir(exist_ok=True)
+    (folder / Path(page.file.src_uri).stem).write_text(str(time.monotonic()))
+    return markdown
+"""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_render_starts_on_the_core_the_last_pages_leave_idle(tmp_path, jobs):
+    # a is quick, b slow: both start at once with two jobs, and a is rendered while b
+    # still runs; with one job nothing renders until b is done.
+    root = write_site(tmp_path, timed_pages({"a": 0.0, "b": 1.5}))
+    (root / "hooks.py").write_text(RENDER_HOOK)
+    with (root / "mkdocs.yml").open("a") as config:
+        config.write("hooks: [hooks.py]\n")
+    result = build_in_process(root, {"DOCEXEC_JOBS": str(jobs)})
+    assert result.returncode == 0, result.log
+    b_ended = intervals(root)["b"][1]
+    a_rendered = float((root / "renders" / "a").read_text())
+    assert (a_rendered < b_ended) == (jobs > 1), (a_rendered, b_ended)
+    assert ran_lines(result.log) == ["docs/a.md", "docs/b.md"]
+
+
+def test_a_page_that_fails_while_the_render_runs_fails_the_build_naming_its_line(tmp_path):
+    pages = {
+        "a.md": '# A\n\n```python exec="on"\nprint("a")\n```\n',
+        "b.md": '# B\n\n```python exec="on"\nimport time\ntime.sleep(1.5)\n{}["missing"]\n```\n',
+    }
+    root = write_site(tmp_path, pages)
+    (root / "hooks.py").write_text(RENDER_HOOK)
+    with (root / "mkdocs.yml").open("a") as config:
+        config.write("hooks: [hooks.py]\n")
+    result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
+    assert result.returncode == 1
+    assert (root / "renders" / "a").exists(), "the render did not start before b failed"
+    assert "docs/b.md:6: KeyError: 'missing'" in result.log
+    assert not (root / "site" / "a").exists()

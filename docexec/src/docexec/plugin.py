@@ -19,9 +19,6 @@ import contextlib
 import importlib.util
 import math
 import os
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import markdown_exec
@@ -38,9 +35,9 @@ from mkdocs.utils.meta import YAML_RE, get_data
 
 from docexec import schedule
 from docexec.adapter import Adapter, markdown_exec_languages, mkdocstrings_paths
-from docexec.cache import BlockRecord, CacheMiss, ExecutionCache, Record, environment_key
+from docexec.ahead import PagesAhead, Todo
+from docexec.cache import CacheMiss, ExecutionCache, Record, environment_key
 from docexec.export import PageExport, to_notebook, to_script
-from docexec.fences import Fence
 from docexec.memo import (
     BlockHtml,
     FileStates,
@@ -63,7 +60,7 @@ from docexec.processes import check_platform
 from docexec.snippets import expand_snippets
 from docexec.stamp import build_stamp, source_date_epoch
 from docexec.start import HASH_SEED
-from docexec.worker import Block, PageWorker
+from docexec.worker import PageWorker
 
 log = get_plugin_logger(__name__)
 
@@ -158,6 +155,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         # What this build ran before rendering (see run_ahead), and its log lines.
         self.ahead: dict[str, Record] = {}
         self.ahead_log: dict[str, str] = {}
+        self.running: PagesAhead | None = None
+        self.foreseen: dict[str, Todo] = {}
         try:
             self.package = self.config.package and reader_package(
                 self.root, self.config.package, config.site_url or ""
@@ -228,12 +227,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.serving = command == "serve"
 
     def on_nav(self, nav, *, config, files):
-        self.run_ahead(files, config)
+        self.run_ahead(files, config, wait=False)
         return nav
 
     # Execute first, then render ---------------------------------------------
 
-    def run_ahead(self, files, config, shard: tuple[int, int] | None = None) -> list[str]:
+    def run_ahead(
+        self, files, config, shard: tuple[int, int] | None = None, wait: bool = True
+    ) -> list[str]:
         """Run every page whose record is missing or stale, before MkDocs renders any.
 
         Up to ``jobs`` pages run at once, the longest first by the seconds their last
@@ -243,11 +244,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         and so is a block the render finds that was not foreseen. When a page fails,
         the pages still running are stopped and its error is raised.
 
+        A build does not wait for the last pages (see :mod:`docexec.ahead`): once a
+        core has no page left to start, MkDocs renders on it, and waits for each page
+        still running as it reaches it (:meth:`_ran_ahead`).
+
         Args:
             files: The site's files.
             config: The site's configuration.
             shard: ``(K, N)``: run only the pages of shard K of N (see
                 :func:`docexec.schedule.shards`).
+            wait: Return when every page has run (else once a core is idle).
 
         Returns:
             The pages of the shard (every page that runs code, without one), in order.
@@ -294,58 +300,38 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         for run, _ in todo:
             if run.path in unreadable:
                 log.info(unreadable[run.path])  # said once: the render replays this run
-        self._run_pages(todo)
-        for run, foreseen in todo:
-            record = self._record(run)
-            self.ahead[run.path] = record
-            if self.cache is not None:
-                self.cache.store(record)
-            why = f" ({run.why})" if run.why else ""
-            self.ahead_log[run.path] = (
-                f"{run.path}: ran {len(foreseen)} blocks in {run.seconds:.2f} s{why}"
-            )
+        if todo:
+            PageWorker.context(tuple(self.config.preload))  # made once, before the threads
+        self.running = PagesAhead(todo, self.jobs)
+        self.foreseen = {run.path: (run, foreseen) for run, foreseen in todo}
+        if wait:
+            self.running.wait_for_all()
+            for run, _ in todo:
+                self._ran_ahead(run.path)
+        else:
+            self.running.wait_for_idle_core()
         return [run.path for run in runs if run.path in chosen]
 
-    def _run_pages(self, todo: list[tuple[PageRun, list[tuple[Block, float, Fence]]]]) -> None:
-        """Run each page's foreseen blocks, ``jobs`` pages at once; the first failure stops
-        the rest and is raised."""
-        if not todo:
+    def _ran_ahead(self, path: str) -> None:
+        """Wait for ``path``'s run ahead of the render, if it has one, and keep its record
+        for the render; raise the first failure of any page run ahead."""
+        if self.running is None or not self.running.wait_for(path):
             return
-        PageWorker.context(tuple(self.config.preload))  # made once, before the threads
-        stop = threading.Event()
+        run, foreseen = self.foreseen.pop(path, (None, None))
+        if run is None:
+            return
+        record = self._record(run)
+        self.ahead[path] = record
+        if self.cache is not None:
+            self.cache.store(record)
+        why = f" ({run.why})" if run.why else ""
+        self.ahead_log[path] = f"{path}: ran {len(foreseen)} blocks in {run.seconds:.2f} s{why}"
 
-        def run_page(run: PageRun, foreseen: list[tuple[Block, float, Fence]]) -> None:
-            started = time.perf_counter()
-            for block, timeout, span in foreseen:
-                if stop.is_set():
-                    return
-                output, raised = run.run(block, timeout, span)
-                run.sent.append((block, timeout, span))
-                run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
-            run.seconds = time.perf_counter() - started
-            run.close()
-
-        def stop_all() -> None:
-            stop.set()
-            for other in futures.values():
-                other.close(kill=True)
-
-        failure: BaseException | None = None
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="docexec")
-        futures = {pool.submit(run_page, run, foreseen): run for run, foreseen in todo}
-        try:
-            for future in as_completed(futures):
-                error = future.exception()
-                if error is not None and failure is None:
-                    failure = error
-                    stop_all()
-        except BaseException:  # Ctrl-C: no page waits for its block to end
-            stop_all()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if failure is not None:
-            raise failure
+    def _stop_running(self) -> None:
+        """Stop the pages still running ahead of the render, if any."""
+        running, self.running = getattr(self, "running", None), None
+        if running is not None:
+            running.stop()
 
     def _record(self, run: PageRun) -> Record:
         """What the cache keeps of the page's run."""
@@ -386,6 +372,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     def on_page_markdown(self, markdown, *, page, config, files):
         self._close()
         path = self._page_path(page.file)
+        self._ran_ahead(path)
         raw = page.file.content_string
         _check_front_matter(path, raw)
         run, annotated = self.adapter.scan(path, raw, markdown)
@@ -451,6 +438,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     def on_post_build(self, *, config):
         self._close()
+        if self.running is not None:
+            self.running.wait_for_all()  # a page the render did not reach (none, but)
+            self.running = None
         if self.search is not None:
             self.search.save()
         for path, (_stem, export) in sorted(self.exports.items()):
@@ -471,7 +461,12 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             cached_wheel(self.root, Path(config.site_dir), wheels)
 
     def on_build_error(self, *, error):
+        self._stop_running()
         self._close(kill=True)
+
+    def on_shutdown(self):
+        # Ctrl-C while the render waited on no page: the pages running ahead end too.
+        self._stop_running()
 
     def _close(self, kill: bool = False) -> PageRun | None:
         """End the page being rendered, if any, and return its run."""

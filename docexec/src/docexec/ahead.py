@@ -1,0 +1,133 @@
+"""Pages that run ahead of the render, ``jobs`` at once, each on a thread of its own.
+
+The build waits (:meth:`PagesAhead.wait_for_idle_core`) until every page has started
+and a thread has nothing left to start: a core would go idle. The pages still running
+then (fewer than ``jobs``) go on while MkDocs renders the pages whose runs are done,
+on the core they left free, and the render waits for each of them as it reaches it
+(:meth:`PagesAhead.wait_for`). With one job nothing is left running: the render
+starts when the last page is done. The first failure stops every page still running,
+and is raised wherever the build next waits for a page.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from docexec.cache import BlockRecord
+from docexec.fences import Fence
+from docexec.page import PageRun
+from docexec.worker import Block
+
+#: A page and the blocks foreseen in it, each with its timeout and fence.
+Todo = tuple[PageRun, list[tuple[Block, float, Fence]]]
+
+
+class PagesAhead:
+    """Pages running ahead of the render: started in the order given, ``jobs`` at once.
+
+    The threads are daemons: an interrupted build is not held at exit until its
+    pages end (their processes are ended at exit, see :mod:`docexec.worker`).
+    """
+
+    def __init__(self, todo: list[Todo], jobs: int) -> None:
+        self._queue: deque[Todo] = deque(todo)
+        self._changed = threading.Condition()
+        self._running: dict[str, PageRun] = {}
+        #: Each page whose run ended: whether it ran to its end (not stopped).
+        self._ended: dict[str, bool] = {}
+        self._stop = threading.Event()
+        self.failure: BaseException | None = None
+        self._threads = [
+            threading.Thread(target=self._work, name=f"docexec-{i}", daemon=True)
+            for i in range(min(jobs, len(todo)))
+        ]
+        self._idle = 0
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                if not self._queue or self._stop.is_set():
+                    self._idle += 1
+                    self._changed.notify_all()
+                    return
+                run, foreseen = self._queue.popleft()
+                self._running[run.path] = run
+            completed = False
+            try:
+                completed = self._run_page(run, foreseen)
+            except BaseException as error:
+                with self._changed:
+                    if self.failure is None and not self._stop.is_set():
+                        self.failure = error
+                self._halt()
+            with self._changed:
+                self._running.pop(run.path, None)
+                self._ended[run.path] = completed
+                self._changed.notify_all()
+
+    def _run_page(self, run: PageRun, foreseen: list[tuple[Block, float, Fence]]) -> bool:
+        """Run the page's blocks; ``False`` if it was stopped first."""
+        started = time.perf_counter()
+        for block, timeout, span in foreseen:
+            if self._stop.is_set():
+                return False
+            output, raised = run.run(block, timeout, span)
+            run.sent.append((block, timeout, span))
+            run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
+        run.seconds = time.perf_counter() - started
+        run.close()
+        return True
+
+    def _wait(self, until) -> None:
+        """Wait until ``until()`` holds (under the lock) or a page failed; raise its error.
+        Interrupted (Ctrl-C), every page is stopped first."""
+        try:
+            with self._changed:
+                self._changed.wait_for(lambda: self.failure is not None or until())
+        except BaseException:
+            self.stop()
+            raise
+        if self.failure is not None:
+            self.stop()
+            raise self.failure
+
+    def wait_for_idle_core(self) -> None:
+        """Return once every page has started and a thread is left with nothing to do
+        (or every page is done); raise the first failure."""
+        self._wait(lambda: not self._threads or (not self._queue and self._idle > 0))
+
+    def wait_for(self, path: str) -> bool:
+        """Wait for page ``path``'s run to end; ``False`` if it is not one of these
+        pages. Raises the first failure, whichever page it was."""
+        with self._changed:
+            ours = path in self._ended or path in self._running or self._queued(path)
+        self._wait(lambda: not ours or path in self._ended)
+        if ours and not self._ended[path]:
+            raise RuntimeError(f"{path}: its run was stopped before it ended")
+        return ours
+
+    def _queued(self, path: str) -> bool:
+        return any(run.path == path for run, _ in self._queue)
+
+    def wait_for_all(self) -> None:
+        """Wait for every page; raise the first failure."""
+        self._wait(lambda: self._idle == len(self._threads))
+
+    def _halt(self) -> None:
+        """Start no other page, and kill the processes of those still running."""
+        self._stop.set()
+        with self._changed:
+            running = list(self._running.values())
+        for run in running:
+            run.close(kill=True)
+
+    def stop(self) -> None:
+        """Stop every page still running and start no other; return when every thread
+        has ended."""
+        self._halt()
+        for thread in self._threads:
+            thread.join()
