@@ -20,20 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+# The tests' small sites (tests/sites.py), here with many pages.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sites import write_site  # noqa: E402
+
 PAGES = int(os.environ.get("BENCHMARK_PAGES", "200"))
 MKDOCS = [sys.executable, "-m", "mkdocs"]
-
-CONFIG = """\
-site_name: docexec at scale
-theme: mkdocs
-plugins:
-  - docexec:
-      preload: [torch]
-  - markdown-exec:
-      languages: [python, pycon]
-markdown_extensions:
-  - pymdownx.superfences
-"""
 
 PAGE = """\
 # Page {n}
@@ -48,13 +40,11 @@ PAGE = """\
 
 
 def make_site(root: Path) -> Path:
-    (root / "docs").mkdir(parents=True)
-    (root / "mkdocs.yml").write_text(CONFIG)
-    (root / "docs" / "index.md").write_text("# Home\n")
-    for n in range(PAGES):
-        text = PAGE.format(n=n, rows=2 + n % 5, columns=3 + n % 4)
-        (root / "docs" / f"page-{n:03d}.md").write_text(text)
-    return root
+    pages = {
+        f"page-{n:03d}.md": PAGE.format(n=n, rows=2 + n % 5, columns=3 + n % 4)
+        for n in range(PAGES)
+    }
+    return write_site(root, {"index.md": "# Home\n", **pages})
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:

@@ -13,30 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import sites
 from conftest import build_in_process, processes_with
+from sites import SUPERFENCES, snippets
 
 pytestmark = pytest.mark.site
-
-CONFIG = """\
-site_name: ahead test
-strict: true
-theme: mkdocs
-plugins:
-  - docexec:
-      preload: [torch]
-  - markdown-exec:
-      languages: [python, pycon]
-markdown_extensions:
-  - pymdownx.superfences
-  - pymdownx.snippets:
-      base_path: [snippets]
-      check_paths: true
-"""
 
 #: A page that notes when its block starts and ends (in the repository's times/ folder,
 #: which no page reads), then prints what only it prints.
@@ -60,12 +45,10 @@ print("page {name}:", sum(range({seconds_int} * 1000)))
 
 
 def write_site(root: Path, pages: dict[str, str]) -> Path:
-    (root / "docs").mkdir(parents=True, exist_ok=True)
+    """The pages, with includes from snippets/ and an empty times/ for TIMED pages."""
+    sites.write_site(root, pages, markdown_extensions=[SUPERFENCES, snippets("snippets")])
     (root / "snippets").mkdir(exist_ok=True)
     (root / "times").mkdir(exist_ok=True)
-    (root / "mkdocs.yml").write_text(CONFIG)
-    for name, text in pages.items():
-        (root / "docs" / name).write_text(textwrap.dedent(text))
     return root
 
 

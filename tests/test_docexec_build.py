@@ -11,50 +11,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import BuildResult, build_in_process, processes_with
+from conftest import BuildResult, processes_with
+from sites import SUPERFENCES, TABBED, build_command, build_site, mkdocstrings, snippets, write_site
 
 pytestmark = pytest.mark.site
 
 MKDOCS = [sys.executable, "-m", "mkdocs"]
 
-CONFIG = """\
-site_name: docexec test
-strict: true
-theme: mkdocs
-plugins:
-  - docexec:
-      timeout: {timeout}
-      preload: [torch]
-  - markdown-exec:
-      languages: [python, pycon]
-markdown_extensions:
-  - pymdownx.superfences
-"""
 
-
-def build(
-    tmp_path: Path, pages: dict[str, str], timeout: float = 30, config: str = ""
-) -> BuildResult:
+def build(tmp_path: Path, pages: dict[str, str], timeout: float = 30, **options) -> BuildResult:
     """Write ``pages`` under docs/ and run a strict ``mkdocs build`` (in this process)."""
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=timeout) + config)
-    docs = tmp_path / "docs"
-    docs.mkdir(exist_ok=True)
-    for name, text in pages.items():
-        (docs / name).write_text(textwrap.dedent(text))
-    return build_in_process(tmp_path, {"SOURCE_DATE_EPOCH": "1700000000"})
-
-
-def build_command(tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``mkdocs build --strict`` as a command, for what only a new process shows."""
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000", **(env or {}))
-    return subprocess.run(
-        [*MKDOCS, "build", "--strict"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,  # a guard against a hung build, not a measurement
-    )
+    return build_site(tmp_path, pages, timeout=timeout, **options)
 
 
 def code_blocks(html_file: Path) -> list[str]:
@@ -307,11 +274,8 @@ def test_serve_reruns_pages_with_the_new_package_code(tmp_path):
     package.mkdir()
     module = package / "helper_for_serve.py"
     module.write_text("def value():\n    return 'VALUE-ONE'\n")
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=30) + "watch:\n  - src\n")
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs/index.md").write_text(
-        '```pycon exec="on"\n>>> import helper_for_serve\n>>> helper_for_serve.value()\n```\n'
-    )
+    page = '```pycon exec="on"\n>>> import helper_for_serve\n>>> helper_for_serve.value()\n```\n'
+    write_site(tmp_path, {"index.md": page}, timeout=30, watch=["src"])
     port = _free_port()
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(package))
     server = subprocess.Popen(
@@ -369,13 +333,9 @@ def test_set_order_is_the_same_whatever_hash_seed_the_build_starts_with(tmp_path
     page = '```pycon exec="on"\n>>> {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}\n```\n'
     shown = []
     for seed in ("1", "2"):
-        site = tmp_path / seed
-        site.mkdir()
-        (site / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
-        (site / "docs").mkdir()
-        (site / "docs" / "index.md").write_text(page)
+        site = write_site(tmp_path / seed, {"index.md": page}, timeout=30)
         # The seed is read when a process starts: this needs a new mkdocs process.
-        result = build_command(site, {"PYTHONHASHSEED": seed})
+        result = build_command(site, env={"PYTHONHASHSEED": seed})
         assert result.returncode == 0, result.stderr
         shown.append(code_blocks(site / "site" / "index.html"))
     assert shown[0] == shown[1]
@@ -438,9 +398,7 @@ def test_an_interrupted_build_ends_its_example_process(tmp_path):
 
     started = tmp_path / "started"
     page = f'```python exec="on"\nimport pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(600)\n```\n'
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=900))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "index.md").write_text(page)
+    write_site(tmp_path, {"index.md": page}, timeout=900)
     mkdocs = subprocess.Popen(
         [*MKDOCS, "build"],
         cwd=tmp_path,
@@ -461,23 +419,10 @@ def test_an_interrupted_build_ends_its_example_process(tmp_path):
         mkdocs.kill()
 
 
-SNIPPETS_CONFIG = (
-    CONFIG
-    + """\
-  - pymdownx.snippets:
-      base_path: [docs]
-      check_paths: true
-"""
-)
-
-
 def build_with_snippets(tmp_path: Path, page: str, included: str) -> BuildResult:
     """Build ``page``, which includes ``docs/examples/compute.py`` (holding ``included``)."""
-    (tmp_path / "docs" / "examples").mkdir(parents=True)
-    (tmp_path / "docs" / "examples" / "compute.py").write_text(included)
-    (tmp_path / "docs" / "index.md").write_text(page)
-    (tmp_path / "mkdocs.yml").write_text(SNIPPETS_CONFIG.format(timeout=30))
-    return build_in_process(tmp_path)
+    pages = {"index.md": page, "examples/compute.py": included}
+    return build(tmp_path, pages, markdown_extensions=[SUPERFENCES, snippets("docs")])
 
 
 INCLUDING_PAGE = """\
@@ -531,13 +476,8 @@ def test_workdir_holds_when_the_build_runs_from_another_folder(tmp_path):
 
 def build_in_process_page(tmp_path: Path, page: str, **kwargs) -> BuildResult:
     """Build a one-page site whose config names its folders absolutely (a build from anywhere)."""
-    (tmp_path / "docs").mkdir(exist_ok=True)
-    (tmp_path / "docs" / "index.md").write_text(page)
-    (tmp_path / "mkdocs.yml").write_text(
-        CONFIG.format(timeout=30)
-        + f"docs_dir: {tmp_path / 'docs'}\nsite_dir: {tmp_path / 'site'}\n"
-    )
-    return build_in_process(tmp_path, **kwargs)
+    folders = {"docs_dir": str(tmp_path / "docs"), "site_dir": str(tmp_path / "site")}
+    return build(tmp_path, {"index.md": page}, **folders, **kwargs)
 
 
 def test_an_error_in_a_block_quote_names_its_page_line(tmp_path):
@@ -569,7 +509,9 @@ def test_a_negative_site_wide_timeout_is_a_config_error(tmp_path):
 
 def test_highlighting_options_and_a_title_work_on_a_pycon_block(tmp_path):
     page = '```pycon exec="on" hl_lines="2" title="A session"\n>>> 1 + 1\n```\n'
-    result = build(tmp_path, {"index.md": page}, config="  - pymdownx.highlight\n")
+    result = build(
+        tmp_path, {"index.md": page}, markdown_extensions=[SUPERFENCES, "pymdownx.highlight"]
+    )
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "site/index.html").read_text()
     assert '<span class="hll">' in html and "A session" in html
@@ -597,9 +539,7 @@ def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"
     page = f'```python exec="on"\nimport subprocess\nsubprocess.Popen(["sleep", "{marker}"])\n```\n'
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=30))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "index.md").write_text(page)
+    write_site(tmp_path, {"index.md": page}, timeout=30)
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     # Through a pipe, as `mkdocs build 2>&1 | cat`: communicate() returns only when
     # every process holding the pipe's write end has ended.
@@ -626,9 +566,7 @@ def test_interrupting_serve_ends_the_page_processes(tmp_path):
         f'child = subprocess.Popen(["sleep", "{marker}"])\n'
         f"pathlib.Path({str(started)!r}).touch()\ntime.sleep(300)\n```\n"
     )
-    (tmp_path / "mkdocs.yml").write_text(CONFIG.format(timeout=300))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "index.md").write_text(page)
+    write_site(tmp_path, {"index.md": page}, timeout=300)
     server = subprocess.Popen(
         [*MKDOCS, "serve", "-a", f"127.0.0.1:{_free_port()}"],
         cwd=tmp_path,
@@ -680,17 +618,13 @@ def test_an_executable_block_in_a_docstring_names_its_module_and_line(tmp_path):
         '"""A module."""\n\n\ndef helper():\n    """Help.\n\n    ```python exec="on"\n'
         '    print("from a docstring")\n    ```\n    """\n'
     )
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "index.md").write_text("# API\n\n::: shown_module.helper\n")
-    (tmp_path / "mkdocs.yml").write_text(
+    result = build(
+        tmp_path,
+        {"index.md": "# API\n\n::: shown_module.helper\n"},
         # After markdown-exec, as in mkdocs.yml: mkdocstrings takes the fences it adds.
-        CONFIG.format(timeout=30).replace(
-            "markdown_extensions:\n",
-            "  - mkdocstrings:\n      handlers:\n        python:\n          paths: [.]\n"
-            "markdown_extensions:\n  - toc\n",
-        )
+        after_markdown_exec=[mkdocstrings(".")],
+        markdown_extensions=["toc", SUPERFENCES],
     )
-    result = build_in_process(tmp_path)
     assert result.returncode != 0
     assert "shown_module.py:8: an executable python block in a docstring" in result.stderr
 
@@ -698,13 +632,7 @@ def test_an_executable_block_in_a_docstring_names_its_module_and_line(tmp_path):
 # Pages written for markdown-exec ---------------------------------------------------
 
 #: markdown-exec with its default languages (all), snippets from includes/, and tabs.
-MARKDOWN_EXEC_EXTRAS = """\
-  - pymdownx.snippets:
-      base_path: [includes]
-      check_paths: true
-  - pymdownx.tabbed:
-      alternate_style: true
-"""
+MARKDOWN_EXEC_EXTENSIONS = [SUPERFENCES, snippets("includes"), TABBED]
 
 MARKDOWN_EXEC_PAGE = """\
 # A page written for markdown-exec
@@ -748,16 +676,15 @@ def build_for_markdown_exec(
     tmp_path: Path, page: str, fragment: str = FRAGMENT, docexec: bool = True
 ) -> BuildResult:
     """Build ``page`` with markdown-exec's default languages; it may include ``fragment.md``."""
-    config = CONFIG.format(timeout=30).replace("      languages: [python, pycon]\n", "")
-    if not docexec:
-        config = config.replace("  - docexec:\n      timeout: 30\n      preload: [torch]\n", "")
-    (tmp_path / "mkdocs.yml").parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "mkdocs.yml").write_text(config + MARKDOWN_EXEC_EXTRAS)
-    (tmp_path / "includes").mkdir(exist_ok=True)
+    (tmp_path / "includes").mkdir(parents=True, exist_ok=True)
     (tmp_path / "includes" / "fragment.md").write_text(fragment)
-    (tmp_path / "docs").mkdir(exist_ok=True)
-    (tmp_path / "docs" / "index.md").write_text(page)
-    return build_in_process(tmp_path)
+    return build(
+        tmp_path,
+        {"index.md": page},
+        docexec=docexec,
+        languages=None,
+        markdown_extensions=MARKDOWN_EXEC_EXTENSIONS,
+    )
 
 
 def main_html(html_file: Path) -> str:

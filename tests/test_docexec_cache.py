@@ -13,29 +13,15 @@ import re
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+import sites
 from conftest import BuildResult, build_in_process
 
 from docexec import cache
 
 pytestmark = pytest.mark.site
-
-CONFIG = """\
-site_name: cache test
-strict: true
-theme: mkdocs
-plugins:
-  - docexec:
-      seed: {seed}
-      preload: [torch]
-  - markdown-exec:
-      languages: [python, pycon]
-markdown_extensions:
-  - pymdownx.superfences
-"""
 
 PAGES = {
     "index.md": "# Home\n\nOnly prose.\n",
@@ -80,11 +66,9 @@ PAGES = {
 PLAIN_BLOCK = ">>> import torch\n"
 
 
-def write_site(root: Path, seed: int = 0) -> None:
-    (root / "mkdocs.yml").write_text(CONFIG.format(seed=seed))
-    (root / "docs").mkdir(exist_ok=True)
-    for name, text in PAGES.items():
-        (root / "docs" / name).write_text(textwrap.dedent(text))
+def write_site(root: Path, seed: int = 0, **options: object) -> None:
+    """The pages and the files they read; ``options`` are docexec's (see sites.config)."""
+    sites.write_site(root, PAGES, seed=seed, **options)
     (root / "docs" / "plain.md").write_text(
         (root / "docs" / "plain.md")
         .read_text()
@@ -278,11 +262,7 @@ def test_two_builds_at_once_leave_a_record_a_third_reuses(tmp_path):
 
 
 def test_the_plugin_option_turns_it_off(tmp_path):
-    write_site(tmp_path)
-    with (tmp_path / "mkdocs.yml").open("a") as config:
-        config.write("")
-    text = (tmp_path / "mkdocs.yml").read_text().replace("seed: 0", "seed: 0\n      cache: false")
-    (tmp_path / "mkdocs.yml").write_text(text)
+    write_site(tmp_path, cache=False)
     build_in_process(tmp_path)
     assert ran(build_in_process(tmp_path)) == ALL
     assert not (tmp_path / ".cache").exists()

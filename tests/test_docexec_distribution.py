@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 from conftest import venv_env
+from sites import SUPERFENCES, TABBED, snippets, write_site
 
 pytestmark = pytest.mark.site
 
@@ -121,20 +122,6 @@ def test_the_plugins_venv_has_neither_torch_nor_this_site(plugin_venv):
     assert result.stdout.strip() == "[]", result.stderr
 
 
-CONFIG = """\
-site_name: A site written for markdown-exec
-theme: material
-strict: true
-plugins:
-{plugins}markdown_extensions:
-  - pymdownx.superfences
-  - pymdownx.tabbed:
-      alternate_style: true
-  - pymdownx.snippets:
-      base_path: [snippets]
-      check_paths: true
-"""
-
 PAGE = """\
 # Home
 
@@ -184,15 +171,6 @@ print(f"included, and the answer is still {answer}")
 """
 
 
-def write_site(root: Path, plugins: list[str]) -> None:
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    (root / "snippets").mkdir(exist_ok=True)
-    (root / "docs" / "index.md").write_text(PAGE)
-    (root / "snippets" / "fragment.md").write_text(FRAGMENT)
-    listed = "".join(f"  - {name}\n" for name in plugins)
-    (root / "mkdocs.yml").write_text(CONFIG.format(plugins=listed))
-
-
 def outputs(site: Path) -> list[str]:
     """The article's HTML, but for what docexec adds on purpose: its note, and pycon blocks."""
     soup = BeautifulSoup((site / "index.html").read_text(), "html.parser")
@@ -208,12 +186,19 @@ def outputs(site: Path) -> list[str]:
 def built(plugin_venv, tmp_path_factory) -> dict[str, Path]:
     """The same site built with markdown-exec alone and with docexec added."""
     sites = {}
-    for name, plugins in {
-        "markdown-exec": ["markdown-exec"],
-        "docexec": ["docexec", "markdown-exec"],
-    }.items():
+    for name, docexec in {"markdown-exec": False, "docexec": True}.items():
         root = tmp_path_factory.mktemp(name)
-        write_site(root, plugins)
+        write_site(
+            root,
+            {"index.md": PAGE},
+            docexec=docexec,
+            preload=(),
+            languages=None,
+            theme="material",
+            markdown_extensions=[SUPERFENCES, TABBED, snippets("snippets")],
+        )
+        (root / "snippets").mkdir()
+        (root / "snippets" / "fragment.md").write_text(FRAGMENT)
         result = run(
             [str(plugin_venv / "bin" / "python"), "-m", "mkdocs", "build"], plugin_venv, root
         )

@@ -9,45 +9,43 @@ block, the search plugin's HTML parser, Jinja's compiler.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
 import pytest
+import sites
 from conftest import build_in_process
 from material.plugins.search import plugin as search_plugin
 from mkdocs.livereload import LiveReloadServer
+from sites import SUPERFENCES, TABBED, PythonName, build_command, mkdocstrings
 
 from docexec import adapter as plugin
 from docexec import cache, memo
 
 pytestmark = pytest.mark.site
 
-CONFIG = """\
-site_name: memo test
-strict: true
-theme:
-  name: material
-  custom_dir: overrides
-plugins:
-  - search
-  - docexec
-  - markdown-exec:
-      languages: [python, pycon]
-markdown_extensions:
-  - toc:
-      permalink: true
-  - pymdownx.highlight
-  - pymdownx.superfences
-  - pymdownx.tabbed:
-      alternate_style: true
-"""
+#: This site's Markdown extensions, in their order.
+EXTENSIONS = [{"toc": {"permalink": True}}, "pymdownx.highlight", SUPERFENCES, TABBED]
+
+
+def site_options(extensions: Sequence[object] = (), **options: object) -> dict[str, object]:
+    """This site's mkdocs.yml (see sites.config), ``extensions`` added after its own.
+
+    Material, with a template of the site's own; search before docexec.
+    """
+    return {
+        "theme": {"name": "material", "custom_dir": "overrides"},
+        "before_docexec": ["search"],
+        "preload": (),
+        "markdown_extensions": [*EXTENSIONS, *extensions],
+        **options,
+    }
+
 
 PAGES = {
     "index.md": """\
@@ -82,11 +80,9 @@ BLOCKS = 4
 REMEMBERED = 3
 
 
-def write_site(root: Path) -> None:
-    (root / "mkdocs.yml").write_text(CONFIG)
-    (root / "docs").mkdir()
-    for name, text in PAGES.items():
-        (root / "docs" / name).write_text(textwrap.dedent(text))
+def write_site(root: Path, extensions: Sequence[object] = (), **options: object) -> None:
+    """The site's pages and its footer template; its mkdocs.yml from ``site_options``."""
+    sites.write_site(root, PAGES, **site_options(extensions, **options))
     (root / "overrides").mkdir()
     (root / "overrides" / "main.html").write_text(
         '{% extends "base.html" %}\n{% block footer %}<p>first footer</p>{% endblock %}\n'
@@ -183,12 +179,9 @@ def test_what_changed_is_done_again_and_only_that(tmp_path, counts):
     assert_same_as_built_with_no_memory(tmp_path)
 
     # How Markdown renders: every block again.
-    config = (tmp_path / "mkdocs.yml").read_text()
-    (tmp_path / "mkdocs.yml").write_text(
-        config.replace(
-            "  - pymdownx.highlight\n", "  - pymdownx.highlight:\n      linenums: true\n"
-        )
-    )
+    linenums = {"pymdownx.highlight": {"linenums": True}}
+    extensions = [linenums if name == "pymdownx.highlight" else name for name in EXTENSIONS]
+    sites.write_config(tmp_path, **site_options(markdown_extensions=extensions))
     assert build(tmp_path, counts)["blocks rendered"] == 1 + BLOCKS
     assert "linenos" in (tmp_path / "site/blocks/index.html").read_text()
     assert_same_as_built_with_no_memory(tmp_path)
@@ -237,17 +230,10 @@ def add_page(root: Path, name: str, code: str, prose: str = "") -> None:
     (root / "docs" / name).write_text(f"# {name}\n\n{block}\n\n{prose}\n")
 
 
-def extend_config(root: Path, text: str) -> None:
-    """Append ``text`` to the config: after its last list, the Markdown extensions."""
-    with (root / "mkdocs.yml").open("a") as config:
-        config.write(text)
-
-
 def test_an_output_that_includes_a_file_is_always_rendered(tmp_path, counts):
     """pymdownx.snippets reads the file an output names when the output is rendered:
     remembered, the HTML would keep the file's old content."""
-    write_site(tmp_path)
-    extend_config(tmp_path, "  - pymdownx.snippets\n")
+    write_site(tmp_path, ["pymdownx.snippets"])
     (tmp_path / "part.md").write_text("First version of the part.\n")
     add_page(tmp_path, "part.md", """print('--8<-- "part.md"')""")
     build(tmp_path, counts)
@@ -257,11 +243,14 @@ def test_an_output_that_includes_a_file_is_always_rendered(tmp_path, counts):
     assert_same_as_built_with_no_memory(tmp_path)
 
 
+#: Abbreviations from a glossary that pymdownx.snippets appends to every piece of Markdown.
+GLOSSARY = ["abbr", {"pymdownx.snippets": {"auto_append": ["glossary.md"]}}]
+
+
 def test_a_file_an_extension_read_as_it_rendered_a_block_is_in_its_key(tmp_path, counts):
     """A glossary pymdownx.snippets appends to every piece of Markdown: a block's
     printed text gets its abbreviations from it (Material's usual set-up)."""
-    write_site(tmp_path)
-    extend_config(tmp_path, "  - abbr\n  - pymdownx.snippets:\n      auto_append: [glossary.md]\n")
+    write_site(tmp_path, GLOSSARY)
     (tmp_path / "glossary.md").write_text("*[HTML]: First meaning\n")
     add_page(tmp_path, "glossary-page.md", 'print("HTML, printed by a block.")')
     build(tmp_path, counts)
@@ -300,11 +289,9 @@ def on_env(env, config, files):
 """
 
 
-def build_in_a_process(root: Path, *options: str) -> None:
+def build_in_a_process(root: Path) -> None:
     """``mkdocs build`` in a process of its own (MkDocs loads a hook once per process)."""
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SOURCE_DATE_EPOCH="1700000000")
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", *options]
-    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    result = build_command(root)
     assert result.returncode == 0, result.stderr
 
 
@@ -313,8 +300,7 @@ def test_the_site_s_own_code_is_in_every_key(tmp_path, counts):
     when a template compiles (Jinja folds a constant through it into the bytecode).
     Under `mkdocs serve` an edited hook is not loaded again: what the memories keep
     from that process is what its hook did, and a new process does not take it."""
-    write_site(tmp_path)
-    extend_config(tmp_path, "hooks: [hooks.py]\n")
+    write_site(tmp_path, hooks=["hooks.py"])
     (tmp_path / "hooks.py").write_text(HOOKS.format(word="first"))
     (tmp_path / "overrides/main.html").write_text(
         '{% extends "base.html" %}\n{% block footer %}{{ "footer" | signed }}{% endblock %}\n'
@@ -335,11 +321,7 @@ def test_the_site_s_own_code_is_in_every_key(tmp_path, counts):
 
 def test_an_anchor_in_an_output_is_known_to_cross_references(tmp_path, counts):
     """autorefs registers the anchors it finds in a block's output as it renders it."""
-    write_site(tmp_path)
-    config = (
-        (tmp_path / "mkdocs.yml").read_text().replace("  - search\n", "  - search\n  - autorefs\n")
-    )
-    (tmp_path / "mkdocs.yml").write_text(config + "  - attr_list\n")
+    write_site(tmp_path, ["attr_list"], before_docexec=["search", "autorefs"])
     add_page(tmp_path, "anchor.md", 'print("[](){#my-anchor}\\nAn anchored paragraph.")')
     (tmp_path / "docs/index.md").write_text("# Home\n\nSee [the anchor][exec-1--my-anchor].\n")
     build(tmp_path, counts)
@@ -374,10 +356,7 @@ def test_compiled_templates_that_cannot_be_read_or_kept_are_compiled(tmp_path, c
 
 
 def test_a_docs_folder_outside_the_repository_gets_no_memory_in_it(tmp_path, counts):
-    (tmp_path / "project").mkdir()
-    write_site(tmp_path / "project")
-    (tmp_path / "project/docs").rename(tmp_path / "docs")
-    extend_config(tmp_path / "project", "docs_dir: ../docs\n")
+    write_site(tmp_path / "project", docs_dir="../docs")
     build(tmp_path / "project", counts)
     assert build(tmp_path / "project", counts)["blocks rendered"] == BLOCKS - REMEMBERED
     assert sorted(path.name for path in (tmp_path / "docs").iterdir()) == sorted(PAGES)
@@ -412,8 +391,7 @@ def test_a_failed_build_does_not_change_the_next_one(tmp_path, counts):
 def test_a_page_whose_blocks_are_all_remembered_is_processed_as_if_rendered(tmp_path, counts):
     """markdown-exec adds processors to the page's Markdown as it renders a block's output
     (one removes its wrappers, wherever they are): remembered blocks add them too."""
-    write_site(tmp_path)
-    extend_config(tmp_path, "  - md_in_html\n")
+    write_site(tmp_path, ["md_in_html"])
     wrapper = '<div class="markdown-exec" markdown>In prose.</div>'
     add_page(tmp_path, "wrapped.md", 'print("Printed.")', wrapper)
     build(tmp_path, counts)
@@ -424,8 +402,7 @@ def test_a_page_whose_blocks_are_all_remembered_is_processed_as_if_rendered(tmp_
 def test_a_filter_that_reads_the_configuration_is_applied_at_every_build(tmp_path, counts):
     """Jinja may apply a filter to a constant as it compiles: a filter of the site's
     own (a hook's) can depend on anything, so its templates are compiled every time."""
-    write_site(tmp_path)
-    extend_config(tmp_path, "hooks: [hooks.py]\nextra:\n  word: first\n")
+    write_site(tmp_path, hooks=["hooks.py"], extra={"word": "first"})
     (tmp_path / "hooks.py").write_text(
         "def on_env(env, config, files):\n"
         '    env.filters["signed"] = lambda text: text + " " + config.extra["word"]\n'
@@ -435,27 +412,25 @@ def test_a_filter_that_reads_the_configuration_is_applied_at_every_build(tmp_pat
         '{% extends "base.html" %}\n{% block footer %}{{ "footer" | signed }}{% endblock %}\n'
     )
     build(tmp_path, counts)
-    config = (tmp_path / "mkdocs.yml").read_text()
-    (tmp_path / "mkdocs.yml").write_text(config.replace("word: first", "word: second"))
+    sites.write_config(tmp_path, **site_options(hooks=["hooks.py"], extra={"word": "second"}))
     build(tmp_path, counts)
     assert "footer second" in (tmp_path / "site/index.html").read_text()
     assert_same_as_built_with_no_memory(tmp_path)
 
 
-ICONS = """\
-  - pymdownx.emoji:
-      emoji_index: !!python/name:material.extensions.emoji.twemoji
-      emoji_generator: !!python/name:material.extensions.emoji.to_svg
-      options:
-        custom_icons: [overrides/.icons]
-"""
+ICONS = {
+    "pymdownx.emoji": {
+        "emoji_index": PythonName("material.extensions.emoji.twemoji"),
+        "emoji_generator": PythonName("material.extensions.emoji.to_svg"),
+        "options": {"custom_icons": ["overrides/.icons"]},
+    }
+}
 
 
 def test_what_an_extension_read_once_for_the_whole_process_is_in_every_key(tmp_path):
     """Material reads an icon once per process (an lru_cache), as it renders the first
     block that shows it. Each build in its own process, as `mkdocs build` runs."""
-    write_site(tmp_path)
-    extend_config(tmp_path, ICONS)
+    write_site(tmp_path, [ICONS])
     icons = tmp_path / "overrides/.icons/my"
     icons.mkdir(parents=True)
     (icons / "star.svg").write_text('<svg id="one"></svg>')
@@ -474,11 +449,7 @@ def test_what_an_extension_read_once_for_the_whole_process_is_in_every_key(tmp_p
 
 def test_with_no_audit_hook_no_block_is_remembered(tmp_path):
     """Another audit hook may refuse docexec's: then what rendering reads is unknown."""
-    write_site(tmp_path)
-    extend_config(tmp_path, "  - abbr\n  - pymdownx.snippets:\n      auto_append: [glossary.md]\n")
-    (tmp_path / "mkdocs.yml").write_text(
-        (tmp_path / "mkdocs.yml").read_text() + "hooks: [hooks.py]\n"
-    )
+    write_site(tmp_path, GLOSSARY, hooks=["hooks.py"])
     (tmp_path / "hooks.py").write_text(
         "import sys\n\n\ndef refuse(event, args):\n"
         '    if event == "sys.addaudithook":\n'
@@ -607,8 +578,7 @@ def test_what_an_extension_read_in_an_earlier_build_of_the_process_is_keyed_as_r
     icon it read in the first build after the file changed. A block's HTML made then
     is keyed on the icon as Material read it, so a later build in a new process does
     not replay the old icon."""
-    write_site(tmp_path)
-    extend_config(tmp_path, ICONS)
+    write_site(tmp_path, [ICONS])
     icons = tmp_path / "overrides/.icons/my"
     icons.mkdir(parents=True)
     (icons / "star.svg").write_text('<svg id="one"></svg>')
@@ -627,17 +597,10 @@ def test_what_another_build_read_in_its_own_cache_is_no_input_of_a_later_one(tmp
     # site, in the same process, as under `mkdocs serve` or in these tests) must not
     # count them among what its blocks' HTML depends on.
     other = tmp_path / "other"
-    (other / "docs").mkdir(parents=True)
+    api = {"index.md": "# API\n\n::: shown_module.helper\n"}
+    sites.write_site(other, api, **site_options(after_markdown_exec=[mkdocstrings(".")]))
     (other / "overrides").mkdir()
     (other / "shown_module.py").write_text('"""A module."""\n\n\ndef helper():\n    """Help."""\n')
-    (other / "docs" / "index.md").write_text("# API\n\n::: shown_module.helper\n")
-    (other / "mkdocs.yml").write_text(
-        CONFIG.replace(
-            "markdown_extensions:\n",
-            "  - mkdocstrings:\n      handlers:\n        python:\n          paths: [.]\n"
-            "markdown_extensions:\n",
-        )
-    )
     build(other, counts)
     assert any((other / ".cache" / "docexec" / "jinja").rglob("*mkdocstrings*"))
     (tmp_path / "site").mkdir()

@@ -15,7 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import build_in_process
+import sites
+from sites import SUPERFENCES, mkdocstrings
 
 from docexec import plugin, processes, stamp
 from docexec.worker import Block, PageWorker
@@ -84,25 +85,12 @@ def test_a_system_without_proc_is_named_in_one_line(monkeypatch):
     assert "Linux only" in missing and "no /proc," in missing
 
 
-SITE = """\
-site_name: options test
-strict: true
-theme: mkdocs
-plugins:
-  - docexec{options}
-  - markdown-exec:
-      languages: [python, pycon]
-markdown_extensions:
-  - pymdownx.superfences
-"""
 PAGE_TEXT = '# Home\n\n```pycon exec="on"\n>>> 6 * 7\n```\n'
 
 
-def build_site(root: Path, options: str = "", page: str = PAGE_TEXT):
-    (root / "mkdocs.yml").write_text(SITE.format(options=options))
-    (root / "docs").mkdir(exist_ok=True)
-    (root / "docs" / "index.md").write_text(page)
-    return build_in_process(root)
+def build_site(root: Path, page: str = PAGE_TEXT, **options: object):
+    """A site with docexec at its defaults but for ``options`` (nothing preloaded)."""
+    return sites.build_site(root, {"index.md": page}, **{"preload": (), **options})
 
 
 def test_a_build_on_such_a_system_stops_at_start_with_that_line(tmp_path, monkeypatch):
@@ -114,7 +102,7 @@ def test_a_build_on_such_a_system_stops_at_start_with_that_line(tmp_path, monkey
 
 
 def test_a_preload_that_is_not_installed_fails_at_start_naming_it(tmp_path):
-    result = build_site(tmp_path, ":\n      preload: [no_such_module_here]")
+    result = build_site(tmp_path, preload=["no_such_module_here"])
     assert result.returncode == 1
     assert "plugins.docexec.preload names 'no_such_module_here'" in result.log
     assert not (tmp_path / "site").exists()
@@ -131,7 +119,7 @@ def test_the_provenance_note_comes_with_the_plugins_stylesheet(tmp_path):
 
 
 def test_provenance_false_leaves_out_the_note_and_its_stylesheet(tmp_path):
-    result = build_site(tmp_path, ":\n      provenance: false")
+    result = build_site(tmp_path, provenance=False)
     assert result.returncode == 0, result.log
     html = (tmp_path / "site" / "index.html").read_text()
     assert "docexec-provenance" not in html and "docexec.css" not in html
@@ -160,16 +148,12 @@ def test_a_docstring_block_is_found_where_mkdocstrings_paths_say(tmp_path):
             '''
         )
     )
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "index.md").write_text("# API\n\n::: elsewhere.helper\n")
-    (tmp_path / "mkdocs.yml").write_text(
-        SITE.format(options="").replace(
-            "markdown_extensions:\n",
-            "  - mkdocstrings:\n      handlers:\n        python:\n          paths: [lib]\n"
-            "markdown_extensions:\n  - toc\n",
-        )
+    result = build_site(
+        tmp_path,
+        "# API\n\n::: elsewhere.helper\n",
+        after_markdown_exec=[mkdocstrings("lib")],
+        markdown_extensions=["toc", SUPERFENCES],
     )
-    result = build_in_process(tmp_path)
     assert result.returncode == 1
     assert "lib/elsewhere.py:8: " in result.log
 
