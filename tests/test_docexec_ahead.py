@@ -44,9 +44,11 @@ print("page {name}:", sum(range({seconds_int} * 1000)))
 """
 
 
-def write_site(root: Path, pages: dict[str, str]) -> Path:
+def write_site(root: Path, pages: dict[str, str], **options: object) -> Path:
     """The pages, with includes from snippets/ and an empty times/ for TIMED pages."""
-    sites.write_site(root, pages, markdown_extensions=[SUPERFENCES, snippets("snippets")])
+    sites.write_site(
+        root, pages, markdown_extensions=[SUPERFENCES, snippets("snippets")], **options
+    )
     (root / "snippets").mkdir(exist_ok=True)
     (root / "times").mkdir(exist_ok=True)
     return root
@@ -231,12 +233,12 @@ def test_with_the_cache_off_pages_still_run_ahead_and_give_the_same_site(tmp_pat
 def test_an_error_of_docexec_itself_fails_the_build_rather_than_show_the_block_unrun(
     tmp_path, monkeypatch
 ):
-    from docexec import adapter as plugin
+    from docexec import adapter
 
     def broken(*_args, **_kwargs):
         raise AttributeError("a bug of docexec's")
 
-    monkeypatch.setattr(plugin, "_reported_headings", broken)
+    monkeypatch.setattr(adapter, "_reported_headings", broken)
     result = build_in_process(write_site(tmp_path, {"session.md": SESSION_PAGE}))
     assert result.returncode == 1
     assert "docs/session.md: docexec failed on a pycon block: AttributeError" in result.log
@@ -259,10 +261,8 @@ def on_page_markdown(markdown, page, config, files):
 def test_the_render_starts_on_the_core_the_last_pages_leave_idle(tmp_path, jobs):
     # a is quick, b slow: both start at once with two jobs, and a is rendered while b
     # still runs; with one job nothing renders until b is done.
-    root = write_site(tmp_path, timed_pages({"a": 0.0, "b": 1.5}))
+    root = write_site(tmp_path, timed_pages({"a": 0.0, "b": 1.5}), hooks=["hooks.py"])
     (root / "hooks.py").write_text(RENDER_HOOK)
-    with (root / "mkdocs.yml").open("a") as config:
-        config.write("hooks: [hooks.py]\n")
     result = build_in_process(root, {"DOCEXEC_JOBS": str(jobs)})
     assert result.returncode == 0, result.log
     b_ended = intervals(root)["b"][1]
@@ -276,10 +276,8 @@ def test_a_page_that_fails_while_the_render_runs_fails_the_build_naming_its_line
         "a.md": '# A\n\n```python exec="on"\nprint("a")\n```\n',
         "b.md": '# B\n\n```python exec="on"\nimport time\ntime.sleep(1.5)\n{}["missing"]\n```\n',
     }
-    root = write_site(tmp_path, pages)
+    root = write_site(tmp_path, pages, hooks=["hooks.py"])
     (root / "hooks.py").write_text(RENDER_HOOK)
-    with (root / "mkdocs.yml").open("a") as config:
-        config.write("hooks: [hooks.py]\n")
     result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
     assert result.returncode == 1
     assert (root / "renders" / "a").exists(), "the render did not start before b failed"

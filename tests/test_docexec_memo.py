@@ -24,8 +24,7 @@ from material.plugins.search import plugin as search_plugin
 from mkdocs.livereload import LiveReloadServer
 from sites import SUPERFENCES, TABBED, PythonName, build_command, mkdocstrings
 
-from docexec import adapter as plugin
-from docexec import cache, memo
+from docexec import adapter, cache, memo
 
 pytestmark = pytest.mark.site
 
@@ -111,7 +110,7 @@ def counts(monkeypatch) -> Counter:
 
         monkeypatch.setattr(owner, name, wrapper)
 
-    count(plugin, "base_format", "blocks rendered")
+    count(adapter, "base_format", "blocks rendered")
     count(search_plugin.Parser, "feed", "pages parsed")
     compile_ = jinja2.Environment.compile
 
