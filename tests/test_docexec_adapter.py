@@ -129,3 +129,12 @@ def test_an_md_fence_runs_its_python_blocks_in_the_pages_process(adapter):
 def test_a_bash_fence_is_left_to_markdown_exec(adapter):
     html = render(adapter, '```bash exec="on"\necho "from bash $((6 * 7))"\n```\n')
     assert "from bash 42" in text_of(html)
+
+
+def test_a_tab_in_printed_text_is_shown_at_a_terminals_stops(adapter):
+    html = render(
+        adapter, '```python exec="on" result="text"\nprint("ab\\tc")\nprint("\\tx")\n```\n'
+    )
+    shown = BeautifulSoup(html, "html.parser").select_one("code").get_text()
+    # Every 8 columns, as a terminal (and a pycon transcript) shows them; not Markdown's 4.
+    assert shown.splitlines() == ["ab      c", "        x"]

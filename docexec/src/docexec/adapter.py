@@ -563,6 +563,10 @@ class Adapter:
             ran[:] = [output, raised]
             if kind == "pycon":
                 return code_block("pycon", output, **shown)
+            if renders == "text":
+                # Shown as it printed: a tab up to the next of a terminal's stops, every
+                # 8 columns (Markdown would take its stops every 4).
+                return output.expandtabs(8)
             return output
 
         before = dict(_reported_headings(kwargs["md"]))
