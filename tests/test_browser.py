@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,9 +55,13 @@ LUNR_STOP_WORDS = {
 MAX_TABS = 80
 
 
+#: A desktop's window, where a context opens unless told otherwise.
+DESKTOP = {"width": 1280, "height": 800}
+
+
 def new_context(browser, **options) -> BrowserContext:
     """A fresh profile (no stored palette), light system theme, desktop size."""
-    options = {"viewport": {"width": 1280, "height": 800}, "color_scheme": "light", **options}
+    options = {"viewport": DESKTOP, "color_scheme": "light", **options}
     return browser.new_context(service_workers="block", **options)
 
 
@@ -92,68 +97,104 @@ def test_every_page_in_the_sitemap_is_visited(site_pages, built_site):
     assert not missing, f"pages in sitemap.xml that the browser tests would not visit: {missing}"
 
 
-def test_every_page_loads_without_errors_or_other_hosts(browser, site_pages, site_url):
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(site_url))
+@dataclass
+class DesktopVisits:
+    """What every page showed, visited once each at a desktop's width in the light
+    palette, as a reader first sees them: several tests read the one visit."""
+
+    origin: str
+    statuses: list[tuple[str, int | None]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    #: axe-core's violations of every WCAG 2.2 A/AA rule, as report lines.
+    axe: list[str] = field(default_factory=list)
+    #: What LAYOUT found, by kind, as report lines; and how many figure texts it measured.
+    layout: dict[str, list[str]] = field(default_factory=dict)
+    measured: int = 0
+
+
+def axe_problems(page: Page, axe: Axe, options: dict, name: str) -> tuple[dict, list[str]]:
+    """Run axe on ``page``: its response, and a report line for each violation."""
+    response = axe.run(page, options=options).response
+    problems = []
+    for violation in response["violations"]:
+        targets = [node["target"] for node in violation["nodes"]]
+        summary = violation["nodes"][0].get("failureSummary", "").replace("\n", " ")
+        problems.append(
+            f"{name}: {violation['id']} ({violation['impact']}) on {targets}: {summary}"
+        )
+    return response, problems
+
+
+def layout_problems(page: Page, name: str, found: dict[str, list[str]]) -> int:
+    """Add LAYOUT's findings on ``page`` to ``found``; how many figure texts it measured."""
+    for kind, items in page.evaluate(LAYOUT.replace("MIN", str(MIN_FIGURE_TEXT))).items():
+        found.setdefault(kind, []).extend(f"{name}: {item}" for item in items)
+    return page.locator("article svg text").count()
+
+
+@pytest.fixture(scope="module")
+def desktop_visits(browser, site_pages, site_url) -> DesktopVisits:
+    visits = DesktopVisits("{0.scheme}://{0.netloc}".format(urlsplit(site_url)))
     context = new_context(browser)
-    # Nothing leaves this machine, even while the test is about to fail.
-    context.route(lambda url: not is_local(url, origin), lambda route: route.abort())
+    # Nothing leaves this machine, even while a test is about to fail.
+    context.route(lambda url: not is_local(url, visits.origin), lambda route: route.abort())
     page = context.new_page()
-    requests: list[tuple[str, str]] = []
-    errors: list[tuple[str, str]] = []
     current = ["(none)"]
-    page.on("request", lambda request: requests.append((current[0], request.url)))
-    page.on("console", lambda m: m.type == "error" and errors.append((current[0], m.text)))
-    page.on("pageerror", lambda error: errors.append((current[0], str(error))))
-    statuses = []
+    page.on("request", lambda request: visits.requests.append((current[0], request.url)))
+    page.on("console", lambda m: m.type == "error" and visits.errors.append((current[0], m.text)))
+    page.on("pageerror", lambda error: visits.errors.append((current[0], str(error))))
+    axe = Axe()
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
     try:
         for site_page in site_pages:
             current[0] = site_page.name
             response = page.goto(site_page.url, wait_until="networkidle")
-            statuses.append((current[0], response.status if response else None))
+            visits.statuses.append((current[0], response.status if response else None))
+            assert scheme(page) == SCHEMES["light"], f"{site_page.name}: not the light palette"
+            wait_for_transitions(page)
+            visits.measured += layout_problems(page, site_page.name, visits.layout)
+            visits.axe += axe_problems(page, axe, options, site_page.name)[1]
     finally:
         context.close()
-    assert all(status == 200 for _, status in statuses), statuses
-    assert len({url for _, url in requests}) > 1, "no requests recorded: the listener is broken"
-    foreign = [(where, url) for where, url in requests if not is_local(url, origin)]
-    assert not foreign, f"requests to another host than {origin}: {foreign}"
-    assert not errors, f"console errors: {errors}"
+    return visits
 
 
-@pytest.mark.parametrize("palette", ["light", "dark"])
-def test_every_page_passes_axe(browser, site_pages, palette):
-    wanted = SCHEMES[palette]
+def test_every_page_loads_without_errors_or_other_hosts(desktop_visits):
+    visits = desktop_visits
+    assert all(status == 200 for _, status in visits.statuses), visits.statuses
+    assert len({url for _, url in visits.requests}) > 1, (
+        "no requests recorded: the listener is broken"
+    )
+    foreign = [(where, url) for where, url in visits.requests if not is_local(url, visits.origin)]
+    assert not foreign, f"requests to another host than {visits.origin}: {foreign}"
+    assert not visits.errors, f"console errors: {visits.errors}"
+
+
+def test_every_page_passes_axe_in_the_light_palette(desktop_visits):
+    assert not desktop_visits.axe, "axe-core, light palette:\n" + "\n".join(desktop_visits.axe)
+
+
+def test_every_page_passes_axes_colour_rules_in_the_dark_palette(browser, site_pages):
     context = new_context(browser)
     page = context.new_page()
     axe = Axe()
-    if palette == "light":
-        options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
-    else:
-        options = {
-            "runOnly": {"type": "rule", "values": COLOUR_RULES},
-            "resultTypes": ["violations"],
-        }
+    options = {"runOnly": {"type": "rule", "values": COLOUR_RULES}, "resultTypes": ["violations"]}
     problems = []
     try:
         page.goto(site_pages[0].url)
-        switch_palette(page, wanted)  # once: the theme remembers it for the next pages
+        switch_palette(page, SCHEMES["dark"])  # once: the theme remembers it for the next pages
         for site_page in site_pages:
             page.goto(site_page.url)
-            assert scheme(page) == wanted, f"{site_page.name} forgot the palette"
+            assert scheme(page) == SCHEMES["dark"], f"{site_page.name} forgot the palette"
             wait_for_transitions(page)
-            response = axe.run(page, options=options).response
-            if palette != "light":
-                ran = {rule["id"] for kind in RESULT_KINDS for rule in response[kind]}
-                assert ran == set(COLOUR_RULES), f"axe ran {ran}, not {COLOUR_RULES}"
-            for violation in response["violations"]:
-                targets = [node["target"] for node in violation["nodes"]]
-                summary = violation["nodes"][0].get("failureSummary", "").replace("\n", " ")
-                problems.append(
-                    f"{site_page.name}: {violation['id']} ({violation['impact']}) "
-                    f"on {targets}: {summary}"
-                )
+            response, found = axe_problems(page, axe, options, site_page.name)
+            ran = {rule["id"] for kind in RESULT_KINDS for rule in response[kind]}
+            assert ran == set(COLOUR_RULES), f"axe ran {ran}, not {COLOUR_RULES}"
+            problems += found
     finally:
         context.close()
-    assert not problems, f"axe-core, {palette} palette:\n" + "\n".join(problems)
+    assert not problems, "axe-core, dark palette:\n" + "\n".join(problems)
 
 
 def _text_of(fragment: str) -> str:
@@ -342,7 +383,7 @@ def test_copy_button_copies_what_a_reader_types_at_the_prompt(
 #: The smallest text a figure may show, in CSS pixels, at any width.
 MIN_FIGURE_TEXT = 11
 #: Widths a reader's screen has: a phone (an iPhone's 390 CSS px) and a desktop.
-WIDTHS = {"phone": 390, "desktop": 1280}
+WIDTHS = {"phone": 390, "desktop": DESKTOP["width"]}
 
 LAYOUT = """() => {
   const visible = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
@@ -385,20 +426,20 @@ LAYOUT = """() => {
 
 
 @pytest.mark.parametrize("screen", WIDTHS)
-def test_every_page_reads_well_at_this_width(browser, site_pages, screen):
-    context = new_context(browser, viewport={"width": WIDTHS[screen], "height": 900})
-    page = context.new_page()
-    problems = {"small": [], "outside": [], "scrolling": [], "unaligned": []}
-    measured = 0
-    try:
-        for site_page in site_pages:
-            page.goto(site_page.url)
-            found = page.evaluate(LAYOUT.replace("MIN", str(MIN_FIGURE_TEXT)))
-            measured += page.locator("article svg text").count()
-            for kind, items in found.items():
-                problems[kind] += [f"{site_page.name}: {item}" for item in items]
-    finally:
-        context.close()
+def test_every_page_reads_well_at_this_width(browser, site_pages, screen, request):
+    if WIDTHS[screen] == DESKTOP["width"]:
+        visits = request.getfixturevalue("desktop_visits")  # the one visit at this width
+        problems, measured = visits.layout, visits.measured
+    else:
+        context = new_context(browser, viewport={"width": WIDTHS[screen], "height": 900})
+        page = context.new_page()
+        problems, measured = {}, 0
+        try:
+            for site_page in site_pages:
+                page.goto(site_page.url)
+                measured += layout_problems(page, site_page.name, problems)
+        finally:
+            context.close()
     assert measured, "no figure text on any page: the measurement found nothing"
     titles = {
         "small": f"figure text under {MIN_FIGURE_TEXT} px",
