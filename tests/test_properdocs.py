@@ -5,6 +5,9 @@ for the ``<meta name="generator">`` tag that names the generator: the way off Mk
 1.x stays open (README, "Platform"). The MkDocs side is the session's built site;
 ProperDocs builds once more, into a folder of its own, with docexec's cache off: every
 page runs again under ProperDocs, rather than replaying the records MkDocs just wrote.
+So this is also the suite's check that running every page again gives the bytes the
+session's build gave (whether that build ran its pages or replayed them), and that
+such a build leaves the checkout as it was.
 """
 
 from __future__ import annotations
@@ -47,6 +50,18 @@ def differences(one: dict[str, bytes], other: dict[str, bytes]) -> list[str]:
     )
 
 
+def git_status() -> str:
+    """The checkout's changes, untracked files included."""
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
 def test_only_the_generator_tag_may_differ():
     mkdocs = b'<head><meta name="generator" content="mkdocs-1.6.1, mkdocs-material-9.8.2">'
     properdocs = (
@@ -70,6 +85,7 @@ def test_properdocs_builds_the_same_site_as_mkdocs(built_site, tmp_path):
             pytest.fail(f"{reason}; CI=true, so this is an error")
         pytest.skip(reason)
     site = tmp_path / site_prefix()
+    before = git_status()
     result = subprocess.run(
         [
             str(PROPERDOCS),
@@ -94,4 +110,5 @@ def test_properdocs_builds_the_same_site_as_mkdocs(built_site, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert b"ProperDocs" in (site / "index.html").read_bytes()  # it was ProperDocs that built it
     assert "reused" not in result.stderr and " ran " in result.stderr  # its pages ran
+    assert git_status() == before, "a build that runs every page changed the checkout"
     assert differences(site_files(built_site), site_files(site)) == []
