@@ -34,7 +34,6 @@ def test_the_command_installs_the_projects_wheel_from_the_site_with_its_extras()
         'pip install "learnable-parameters[pages] @ '
         'https://owner.github.io/learnable-parameters/learnable_parameters-0.1.0-py3-none-any.whl"'
     )
-    assert package.module == "learnable_parameters"
     assert package.python == "3.11"  # requires-python ">=3.11,<3.12", as a reader says it
 
 
@@ -72,17 +71,33 @@ def test_the_wheel_is_the_same_bytes_twice_and_leaves_the_checkout_alone(tmp_pat
     assert before == after
 
 
-def test_a_script_without_the_package_says_in_one_line_what_to_install(tmp_path):
-    package = replace(
-        reader_package(ROOT, "learnable-parameters[pages]", SITE), module="not_installed_here"
-    )
+def run_script_check(package, tmp_path) -> subprocess.CompletedProcess:
+    """Run a script that starts with the check for ``package``, then prints "ran"."""
     script = tmp_path / "page.py"
     script.write_text(f"import sys\n\n{script_install_check(package)}\nprint('ran')\n")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": "no-such-distribution"},  # the package is missing
+        {"version": "0.0.1"},  # another version is installed
+        {"needs": ("scikit-learn", "no-such-distribution")},  # without what an extra adds
+    ],
+    ids=["missing", "another-version", "without-its-extras"],
+)
+def test_a_script_says_in_one_line_what_to_install_unless_the_page_had_it_so(change, tmp_path):
+    package = reader_package(ROOT, "learnable-parameters[pages]", SITE)
+    ran = run_script_check(package, tmp_path)  # this venv has it, with its extras
+    assert (ran.returncode, ran.stdout) == (0, "ran\n"), ran.stderr
+    changed = replace(package, **change)
+    result = run_script_check(changed, tmp_path)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == (
-        f"This script needs the learnable-parameters package: {package.command} (Python 3.11)\n"
+        f"This script needs {changed.name} {changed.version} with [pages]: "
+        f"{changed.command} (Python 3.11)\n"
     )
 
 

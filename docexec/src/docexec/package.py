@@ -67,17 +67,15 @@ class ReaderPackage:
         extras: The extras a reader installs with it.
         wheel: The wheel's file name, at the site's root.
         url: Where the site publishes the wheel.
-        module: The import name that tells whether the package is installed.
         python: The Python versions it installs on (``requires-python``).
-        version: The project's version, which the notebook's install cell asks for.
-        needs: The distributions the extras add, by name, which that cell looks for.
+        version: The project's version, which the take-aways ask for.
+        needs: The distributions the extras add, by name, which the take-aways look for.
     """
 
     name: str
     extras: tuple[str, ...]
     wheel: str
     url: str
-    module: str
     python: str = ""
     version: str = ""
     needs: tuple[str, ...] = ()
@@ -132,7 +130,6 @@ def reader_package(root: Path, requirement: str, site_url: str) -> ReaderPackage
         extras=extras,
         wheel=wheel,
         url=site_url.rstrip("/") + "/" + wheel,
-        module=_normalize(name),
         python=_python_versions(project.get("requires-python", "")),
         version=version,
         needs=tuple(
@@ -365,13 +362,23 @@ def notebook_install_cell(package: ReaderPackage) -> str:
 
 
 def script_install_check(package: ReaderPackage) -> str:
-    """A script's first lines: stop with one line that says what to install, if it is missing."""
-    advice = (
-        f"This script needs the {package.name} package: {package.command} (Python {package.python})"
-    )
+    """A script's first lines: stop with one line that says what to install, unless the
+    package is installed as the page had it (the notebook's cell asks the same: its
+    version, and what its extras add)."""
+    wanted = f"{package.name} {package.version}".strip()
+    if package.extras:
+        wanted += f" with [{','.join(package.extras)}]"
+    advice = f"This script needs {wanted}: {package.command} (Python {package.python})"
     return (
-        f"try:\n"
-        f"    import {package.module}  # noqa: F401\n"
-        f"except ModuleNotFoundError:\n"
+        f"from importlib import metadata\n\n\n"
+        f"def _installed(name: str) -> str | None:\n"
+        f"    try:\n"
+        f"        return metadata.version(name)\n"
+        f"    except metadata.PackageNotFoundError:\n"
+        f"        return None\n\n\n"
+        f"if _installed({package.name!r}) != {package.version or None!r} "
+        f"or not all(\n"
+        f"    map(_installed, {list(package.needs)!r})\n"
+        f"):\n"
         f"    sys.exit({advice!r})"
     )
