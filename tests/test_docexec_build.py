@@ -818,3 +818,13 @@ def test_an_included_traceback_follows_its_block_moving_in_its_file(tmp_path):
     moved = build_for_markdown_exec(tmp_path, page, fragment=f"Text.\n\nMore.\n\n{fence}")
     assert moved.returncode == 0, moved.log
     assert 'File "includes/fragment.md", line 6' in code_blocks(tmp_path / "site/index.html")[0]
+
+
+def test_a_site_built_later_in_the_process_without_docexec_runs_as_markdown_exec_alone(tmp_path):
+    page = {"index.md": '# Home\n\n```python exec="on"\nimport os\nprint(os.getpid())\n```\n'}
+    first = build_site(tmp_path / "with", page)
+    assert first.returncode == 0, first.log
+    later = build_site(tmp_path / "without", page, docexec=False)
+    assert later.returncode == 0, later.log
+    html = (tmp_path / "without" / "site" / "index.html").read_text()
+    assert f"<p>{os.getpid()}</p>" in html  # run in this process, as markdown-exec runs it

@@ -64,6 +64,11 @@ from docexec.worker import PageWorker
 
 log = get_plugin_logger(__name__)
 
+#: markdown-exec's formatters as it registers them: docexec puts its own in their place
+#: for a build, and puts these back when MkDocs shuts down (another site built later in
+#: the same process, without docexec, gets markdown-exec's).
+MARKDOWN_EXEC_FORMATTERS = dict(markdown_exec.formatters)
+
 
 class DocExecConfig(Config):
     """Options under ``plugins: - docexec:`` in ``mkdocs.yml``."""
@@ -467,6 +472,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     def on_shutdown(self):
         # Ctrl-C while the render waited on no page: the pages running ahead end too.
         self._stop_running()
+        adapter = getattr(self, "adapter", None)
+        if adapter is not None:
+            for language in adapter.formatters:
+                if language in MARKDOWN_EXEC_FORMATTERS:
+                    markdown_exec.formatters[language] = MARKDOWN_EXEC_FORMATTERS[language]
 
     def _close(self, kill: bool = False) -> PageRun | None:
         """End the page being rendered, if any, and return its run."""
