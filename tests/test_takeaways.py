@@ -21,7 +21,8 @@ import re
 import shlex
 import subprocess
 import venv
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -85,10 +86,8 @@ def run(args: list[str], venv_dir: Path, cwd: Path) -> subprocess.CompletedProce
     )
 
 
-@pytest.fixture(scope="session")
-def reader_venv(tmp_path_factory) -> Path:
+def make_reader_venv(folder: Path) -> Path:
     """A fresh venv with torch (the site's version) and a notebook runner, nothing else."""
-    folder = tmp_path_factory.mktemp("reader") / "venv"
     venv.create(folder, with_pip=True)
     version = torch.__version__.split("+")[0]
     # torch as pip is configured to find it, and from TORCH_INDEX when the environment
@@ -114,6 +113,24 @@ def reader_venv(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reader_venv_made(tmp_path_factory) -> Iterator[Future]:
+    """The reader's venv, being made from this file's first test on, while the site is
+    built (or the other worker's build is waited for): it needs nothing of the site."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(make_reader_venv, tmp_path_factory.mktemp("reader") / "venv")
+
+
+@pytest.fixture(scope="session")
+def reader_venv(reader_venv_made, built_site) -> Path:
+    """A fresh venv with torch (the site's version) and a notebook runner, nothing else.
+
+    Asked for after the built site, whichever order a test names them in: the site is
+    built while the venv is made.
+    """
+    return reader_venv_made.result()
 
 
 def site_address(built_site: Path) -> str:
