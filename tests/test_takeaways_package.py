@@ -71,14 +71,8 @@ def test_the_wheel_is_the_same_bytes_twice_and_leaves_the_checkout_alone(tmp_pat
     assert before == after
 
 
-def run_script_check(package, tmp_path) -> subprocess.CompletedProcess:
-    """Run a script that starts with the check for ``package``, then prints "ran"."""
-    script = tmp_path / "page.py"
-    script.write_text(f"import sys\n\n{script_install_check(package)}\nprint('ran')\n")
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-
-
-@pytest.mark.parametrize(
+#: The ways an installed package is not as the page had it, as changes to the package.
+NOT_AS_THE_PAGE_HAD_IT = pytest.mark.parametrize(
     "change",
     [
         {"name": "no-such-distribution"},  # the package is missing
@@ -87,6 +81,16 @@ def run_script_check(package, tmp_path) -> subprocess.CompletedProcess:
     ],
     ids=["missing", "another-version", "without-its-extras"],
 )
+
+
+def run_script_check(package, tmp_path) -> subprocess.CompletedProcess:
+    """Run a script that starts with the check for ``package``, then prints "ran"."""
+    script = tmp_path / "page.py"
+    script.write_text(f"import sys\n\n{script_install_check(package)}\nprint('ran')\n")
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+
+
+@NOT_AS_THE_PAGE_HAD_IT
 def test_a_script_says_in_one_line_what_to_install_unless_the_page_had_it_so(change, tmp_path):
     package = reader_package(ROOT, "learnable-parameters[pages]", SITE)
     ran = run_script_check(package, tmp_path)  # this venv has it, with its extras
@@ -121,15 +125,7 @@ def run_install_cell(package, monkeypatch) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"name": "no-such-distribution"},  # the package is missing
-        {"version": "0.0.1"},  # another version is installed
-        {"needs": ("scikit-learn", "no-such-distribution")},  # without what an extra adds
-    ],
-    ids=["missing", "another-version", "without-its-extras"],
-)
+@NOT_AS_THE_PAGE_HAD_IT
 def test_the_notebook_cell_installs_unless_the_package_is_there_as_the_page_had_it(
     change, monkeypatch
 ):
