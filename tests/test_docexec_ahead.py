@@ -283,3 +283,51 @@ def test_a_page_that_fails_while_the_render_runs_fails_the_build_naming_its_line
     assert (root / "renders" / "a").exists(), "the render did not start before b failed"
     assert "docs/b.md:6: KeyError: 'missing'" in result.log
     assert not (root / "site" / "a").exists()
+
+
+def test_a_page_stopped_while_its_process_starts_runs_nothing(tmp_path, monkeypatch):
+    # Ctrl-C (or another page's failure) in the first seconds of a cold build, while
+    # the fork server still imports torch: the page's process did not exist yet when
+    # the pages were stopped, and must not go on to run its block once it does.
+    import threading
+
+    from docexec import page
+    from docexec.adapter import Adapter
+    from docexec.ahead import PagesAhead
+
+    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
+    sleeper = f"import time; time.sleep(600)  # {marker}"
+    text = (
+        f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
+        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n"
+    )
+    root = write_site(tmp_path, {"a.md": text})
+    adapter = Adapter(root, timeout=600, preload=["torch"])
+    run, _ = adapter.scan("docs/a.md", text, text)
+    foreseen = adapter.foresee(run)
+    assert foreseen, "the block was not foreseen: no page would run ahead"
+    made = threading.Event()
+    ahead: list[PagesAhead] = []
+    real_worker = page.PageWorker
+    workers = []
+
+    def worker_started_once_stopped(*args, **kwargs):
+        made.wait()
+        # The process comes up only once the stop has begun.
+        assert ahead[0]._stop.wait(timeout=60), "the test never stopped the pages"
+        workers.append(real_worker(*args, **kwargs))
+        return workers[-1]
+
+    monkeypatch.setattr(page, "PageWorker", worker_started_once_stopped)
+    ahead.append(PagesAhead([(run, foreseen)], jobs=1))
+    made.set()
+    stopper = threading.Thread(target=ahead[0].stop, daemon=True)
+    try:
+        stopper.start()
+        stopper.join(timeout=60)  # a guard against a hang, not a measurement
+        assert not stopper.is_alive(), "stopping waited for a block that started after it"
+        assert workers, "the page's process never started: nothing was tested"
+        assert ahead[0].failure is None, ahead[0].failure
+        assert processes_with(marker) == []
+    finally:
+        run.close(kill=True)

@@ -75,6 +75,12 @@ class PagesAhead:
         for block, timeout, span in foreseen:
             if self._stop.is_set():
                 return False
+            run.start()
+            if self._stop.is_set():
+                # Stopped while the process started (the fork server may still have
+                # been importing what it preloads): _halt found no process to kill.
+                run.close(kill=True)
+                return False
             output, raised = run.run(block, timeout, span)
             run.sent.append((block, timeout, span))
             run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
