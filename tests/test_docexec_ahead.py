@@ -331,3 +331,38 @@ def test_a_page_stopped_while_its_process_starts_runs_nothing(tmp_path, monkeypa
         assert processes_with(marker) == []
     finally:
         run.close(kill=True)
+
+
+#: A hook that notes the render's start: the last of the plugins' on_nav, after docexec's.
+RENDER_STARTS_HOOK = """\
+from pathlib import Path
+
+def on_nav(nav, config, files):
+    (Path(config.config_file_path).parent / "rendering").write_text("")
+    return nav
+"""
+
+
+def test_a_failure_the_render_meets_at_another_page_says_that_page_did_not_fail(tmp_path):
+    # Three jobs: c ends at once, so the render starts at a, and waits for it; b fails
+    # once the render has started, and a is stopped. MkDocs says "Error reading page
+    # 'a.md'": the message must say that b failed, at its line, and a did not.
+    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
+    sleeper = f"import time; time.sleep(600)  # {marker}"
+    pages = {
+        "a.md": f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
+        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n",
+        "b.md": '# B\n\n```python exec="on"\nimport os, time\nfrom pathlib import Path\n'
+        'while not Path(os.environ["DOCEXEC_ROOT"], "rendering").exists():\n'
+        '    time.sleep(0.05)\n{}["missing"]\n```\n',
+        "c.md": '# C\n\n```python exec="on"\nprint("c")\n```\n',
+    }
+    root = write_site(tmp_path, pages, hooks=["hooks.py"])
+    (root / "hooks.py").write_text(RENDER_STARTS_HOOK)
+    result = build_in_process(root, {"DOCEXEC_JOBS": "3"})
+    assert result.returncode == 1
+    assert "Error reading page 'a.md'" in result.log, "the render did not reach a: no test"
+    assert "docs/b.md:8: KeyError: 'missing'" in result.log
+    note = "(docs/b.md failed as it ran ahead of the render, which had reached docs/a.md: "
+    assert note + "docs/a.md did not fail)" in result.log, result.log
+    assert processes_with(marker) == []

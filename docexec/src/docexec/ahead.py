@@ -17,7 +17,7 @@ from collections import deque
 
 from docexec.cache import BlockRecord
 from docexec.fences import Fence
-from docexec.page import PageRun
+from docexec.page import ExampleError, PageRun
 from docexec.worker import Block
 
 #: A page and the blocks foreseen in it, each with its timeout and fence.
@@ -39,6 +39,8 @@ class PagesAhead:
         self._ended: dict[str, bool] = {}
         self._stop = threading.Event()
         self.failure: BaseException | None = None
+        #: The page whose run failed first.
+        self.failed = ""
         self._threads = [
             threading.Thread(target=self._work, name=f"docexec-{i}", daemon=True)
             for i in range(min(jobs, len(todo)))
@@ -62,7 +64,7 @@ class PagesAhead:
             except BaseException as error:
                 with self._changed:
                     if self.failure is None and not self._stop.is_set():
-                        self.failure = error
+                        self.failure, self.failed = error, run.path
                 self._halt()
             with self._changed:
                 self._running.pop(run.path, None)
@@ -108,10 +110,19 @@ class PagesAhead:
 
     def wait_for(self, path: str) -> bool:
         """Wait for page ``path``'s run to end; ``False`` if it is not one of these
-        pages. Raises the first failure, whichever page it was."""
+        pages. Raises the first failure, whichever page it was: another page's says
+        so, since MkDocs reports it as an error reading ``path``."""
         with self._changed:
             ours = path in self._ended or path in self._running or self._queued(path)
-        self._wait(lambda: not ours or path in self._ended)
+        try:
+            self._wait(lambda: not ours or path in self._ended)
+        except ExampleError as error:
+            if self.failed in ("", path):
+                raise
+            raise ExampleError(
+                f"{error}\n({self.failed} failed as it ran ahead of the render, which had "
+                f"reached {path}: {path} did not fail)"
+            ) from error
         if ours and not self._ended[path]:
             raise RuntimeError(f"{path}: its run was stopped before it ended")
         return ours
