@@ -366,3 +366,19 @@ def test_a_failure_the_render_meets_at_another_page_says_that_page_did_not_fail(
     note = "(docs/b.md failed as it ran ahead of the render, which had reached docs/a.md: "
     assert note + "docs/a.md did not fail)" in result.log, result.log
     assert processes_with(marker) == []
+
+
+def test_with_fewer_pages_to_run_than_jobs_the_render_starts_at_once(tmp_path):
+    # One page to run and two jobs (an edit under `mkdocs serve`): a core is idle from
+    # the start, and the render goes on while b runs. b ends only once the render has
+    # reached a, so a render that waited for b would wait until b's timeout.
+    waits = (
+        '# B\n\n```python exec="on"\nimport os, time\nfrom pathlib import Path\n'
+        'while not Path(os.environ["DOCEXEC_ROOT"], "renders", "a").exists():\n'
+        '    time.sleep(0.05)\nprint("b")\n```\n'
+    )
+    root = write_site(tmp_path, {"a.md": "# A\n", "b.md": waits}, hooks=["hooks.py"], timeout=30)
+    (root / "hooks.py").write_text(RENDER_HOOK)
+    result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
+    assert result.returncode == 0, result.log
+    assert ran_lines(result.log) == ["docs/b.md"]

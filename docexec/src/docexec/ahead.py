@@ -1,10 +1,10 @@
 """Pages that run ahead of the render, ``jobs`` at once, each on a thread of its own.
 
 The build waits (:meth:`PagesAhead.wait_for_idle_core`) until every page has started
-and a thread has nothing left to start: a core would go idle. The pages still running
-then (fewer than ``jobs``) go on while MkDocs renders the pages whose runs are done,
-on the core they left free, and the render waits for each of them as it reaches it
-(:meth:`PagesAhead.wait_for`). With one job nothing is left running: the render
+and a core has nothing left to start (a thread ran out of pages, or there were fewer
+pages than ``jobs``). The pages still running then (fewer than ``jobs``) go on while
+MkDocs renders the pages whose runs are done, on the core they leave free, and the
+render waits for each of them as it reaches it (:meth:`PagesAhead.wait_for`). With one job nothing is left running: the render
 starts when the last page is done. The first failure stops every page still running,
 and is raised wherever the build next waits for a page.
 """
@@ -38,6 +38,7 @@ class PagesAhead:
         #: Each page whose run ended: whether it ran to its end (not stopped).
         self._ended: dict[str, bool] = {}
         self._stop = threading.Event()
+        self._jobs = jobs
         self.failure: BaseException | None = None
         #: The page whose run failed first.
         self.failed = ""
@@ -104,9 +105,10 @@ class PagesAhead:
             raise self.failure
 
     def wait_for_idle_core(self) -> None:
-        """Return once every page has started and a thread is left with nothing to do
-        (or every page is done); raise the first failure."""
-        self._wait(lambda: not self._threads or (not self._queue and self._idle > 0))
+        """Return once every page has started and a core is left with nothing to do:
+        a thread has no page left to start, or there were fewer pages than ``jobs``
+        (a core was idle from the start); raise the first failure."""
+        self._wait(lambda: not self._queue and (self._idle > 0 or len(self._threads) < self._jobs))
 
     def wait_for(self, path: str) -> bool:
         """Wait for page ``path``'s run to end; ``False`` if it is not one of these
