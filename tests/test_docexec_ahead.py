@@ -283,3 +283,102 @@ def test_a_page_that_fails_while_the_render_runs_fails_the_build_naming_its_line
     assert (root / "renders" / "a").exists(), "the render did not start before b failed"
     assert "docs/b.md:6: KeyError: 'missing'" in result.log
     assert not (root / "site" / "a").exists()
+
+
+def test_a_page_stopped_while_its_process_starts_runs_nothing(tmp_path, monkeypatch):
+    # Ctrl-C (or another page's failure) in the first seconds of a cold build, while
+    # the fork server still imports torch: the page's process did not exist yet when
+    # the pages were stopped, and must not go on to run its block once it does.
+    import threading
+
+    from docexec import page
+    from docexec.adapter import Adapter
+    from docexec.ahead import PagesAhead
+
+    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
+    sleeper = f"import time; time.sleep(600)  # {marker}"
+    text = (
+        f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
+        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n"
+    )
+    root = write_site(tmp_path, {"a.md": text})
+    adapter = Adapter(root, timeout=600, preload=["torch"])
+    run, _ = adapter.scan("docs/a.md", text, text)
+    foreseen = adapter.foresee(run)
+    assert foreseen, "the block was not foreseen: no page would run ahead"
+    made = threading.Event()
+    ahead: list[PagesAhead] = []
+    real_worker = page.PageWorker
+    workers = []
+
+    def worker_started_once_stopped(*args, **kwargs):
+        made.wait()
+        # The process comes up only once the stop has begun.
+        assert ahead[0]._stop.wait(timeout=60), "the test never stopped the pages"
+        workers.append(real_worker(*args, **kwargs))
+        return workers[-1]
+
+    monkeypatch.setattr(page, "PageWorker", worker_started_once_stopped)
+    ahead.append(PagesAhead([(run, foreseen)], jobs=1))
+    made.set()
+    stopper = threading.Thread(target=ahead[0].stop, daemon=True)
+    try:
+        stopper.start()
+        stopper.join(timeout=60)  # a guard against a hang, not a measurement
+        assert not stopper.is_alive(), "stopping waited for a block that started after it"
+        assert workers, "the page's process never started: nothing was tested"
+        assert ahead[0].failure is None, ahead[0].failure
+        assert processes_with(marker) == []
+    finally:
+        run.close(kill=True)
+
+
+#: A hook that notes the render's start: the last of the plugins' on_nav, after docexec's.
+RENDER_STARTS_HOOK = """\
+from pathlib import Path
+
+def on_nav(nav, config, files):
+    (Path(config.config_file_path).parent / "rendering").write_text("")
+    return nav
+"""
+
+
+def test_a_failure_the_render_meets_at_another_page_says_that_page_did_not_fail(tmp_path):
+    # Three jobs: c ends at once, so the render starts at a, and waits for it; b fails
+    # once the render has started, and a is stopped. MkDocs says "Error reading page
+    # 'a.md'": the message must say that b failed, at its line, and a did not.
+    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
+    sleeper = f"import time; time.sleep(600)  # {marker}"
+    pages = {
+        "a.md": f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
+        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n",
+        "b.md": '# B\n\n```python exec="on"\nimport os, time\nfrom pathlib import Path\n'
+        'while not Path(os.environ["DOCEXEC_ROOT"], "rendering").exists():\n'
+        '    time.sleep(0.05)\n{}["missing"]\n```\n',
+        "c.md": '# C\n\n```python exec="on"\nprint("c")\n```\n',
+    }
+    root = write_site(tmp_path, pages, hooks=["hooks.py"])
+    (root / "hooks.py").write_text(RENDER_STARTS_HOOK)
+    result = build_in_process(root, {"DOCEXEC_JOBS": "3"})
+    assert result.returncode == 1
+    assert "Error reading page 'a.md'" in result.log, "the render did not reach a: no test"
+    assert "docs/b.md:8: KeyError: 'missing'" in result.log
+    note = "(docs/b.md failed as it ran ahead of the render, which had reached docs/a.md: "
+    assert note + "docs/a.md did not fail)" in result.log, result.log
+    assert processes_with(marker) == []
+
+
+def test_with_fewer_pages_to_run_than_jobs_the_render_starts_at_once(tmp_path):
+    # One page to run and two jobs (an edit under `mkdocs serve`): a core is idle from
+    # the start, and the render goes on while b runs. b ends only once the render has
+    # reached a, so a render that waited for b would wait until b's timeout.
+    waits = (
+        '# B\n\n```python exec="on"\nimport os, time\nfrom pathlib import Path\n'
+        'while not Path(os.environ["DOCEXEC_ROOT"], "renders", "a").exists():\n'
+        '    time.sleep(0.05)\nprint("b")\n```\n'
+    )
+    root = write_site(tmp_path, {"a.md": "# A\n", "b.md": waits}, hooks=["hooks.py"], timeout=30)
+    (root / "hooks.py").write_text(RENDER_HOOK)
+    result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
+    assert result.returncode == 0, result.log
+    assert ran_lines(result.log) == ["docs/b.md"]

@@ -1,10 +1,10 @@
 """Pages that run ahead of the render, ``jobs`` at once, each on a thread of its own.
 
 The build waits (:meth:`PagesAhead.wait_for_idle_core`) until every page has started
-and a thread has nothing left to start: a core would go idle. The pages still running
-then (fewer than ``jobs``) go on while MkDocs renders the pages whose runs are done,
-on the core they left free, and the render waits for each of them as it reaches it
-(:meth:`PagesAhead.wait_for`). With one job nothing is left running: the render
+and a core has nothing left to start (a thread ran out of pages, or there were fewer
+pages than ``jobs``). The pages still running then (fewer than ``jobs``) go on while
+MkDocs renders the pages whose runs are done, on the core they leave free, and the
+render waits for each of them as it reaches it (:meth:`PagesAhead.wait_for`). With one job nothing is left running: the render
 starts when the last page is done. The first failure stops every page still running,
 and is raised wherever the build next waits for a page.
 """
@@ -17,7 +17,7 @@ from collections import deque
 
 from docexec.cache import BlockRecord
 from docexec.fences import Fence
-from docexec.page import PageRun
+from docexec.page import ExampleError, PageRun
 from docexec.worker import Block
 
 #: A page and the blocks foreseen in it, each with its timeout and fence.
@@ -38,7 +38,10 @@ class PagesAhead:
         #: Each page whose run ended: whether it ran to its end (not stopped).
         self._ended: dict[str, bool] = {}
         self._stop = threading.Event()
+        self._jobs = jobs
         self.failure: BaseException | None = None
+        #: The page whose run failed first.
+        self.failed = ""
         self._threads = [
             threading.Thread(target=self._work, name=f"docexec-{i}", daemon=True)
             for i in range(min(jobs, len(todo)))
@@ -62,7 +65,7 @@ class PagesAhead:
             except BaseException as error:
                 with self._changed:
                     if self.failure is None and not self._stop.is_set():
-                        self.failure = error
+                        self.failure, self.failed = error, run.path
                 self._halt()
             with self._changed:
                 self._running.pop(run.path, None)
@@ -74,6 +77,12 @@ class PagesAhead:
         started = time.perf_counter()
         for block, timeout, span in foreseen:
             if self._stop.is_set():
+                return False
+            run.start()
+            if self._stop.is_set():
+                # Stopped while the process started (the fork server may still have
+                # been importing what it preloads): _halt found no process to kill.
+                run.close(kill=True)
                 return False
             output, raised = run.run(block, timeout, span)
             run.sent.append((block, timeout, span))
@@ -96,16 +105,26 @@ class PagesAhead:
             raise self.failure
 
     def wait_for_idle_core(self) -> None:
-        """Return once every page has started and a thread is left with nothing to do
-        (or every page is done); raise the first failure."""
-        self._wait(lambda: not self._threads or (not self._queue and self._idle > 0))
+        """Return once every page has started and a core is left with nothing to do:
+        a thread has no page left to start, or there were fewer pages than ``jobs``
+        (a core was idle from the start); raise the first failure."""
+        self._wait(lambda: not self._queue and (self._idle > 0 or len(self._threads) < self._jobs))
 
     def wait_for(self, path: str) -> bool:
         """Wait for page ``path``'s run to end; ``False`` if it is not one of these
-        pages. Raises the first failure, whichever page it was."""
+        pages. Raises the first failure, whichever page it was: another page's says
+        so, since MkDocs reports it as an error reading ``path``."""
         with self._changed:
             ours = path in self._ended or path in self._running or self._queued(path)
-        self._wait(lambda: not ours or path in self._ended)
+        try:
+            self._wait(lambda: not ours or path in self._ended)
+        except ExampleError as error:
+            if self.failed in ("", path):
+                raise
+            raise ExampleError(
+                f"{error}\n({self.failed} failed as it ran ahead of the render, which had "
+                f"reached {path}: {path} did not fail)"
+            ) from error
         if ours and not self._ended[path]:
             raise RuntimeError(f"{path}: its run was stopped before it ended")
         return ours

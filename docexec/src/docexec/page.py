@@ -174,10 +174,14 @@ class PageRun:
             self.run(earlier, timeout, span)
         return None, []
 
-    def run(self, block: Block, timeout: float, span: Fence) -> tuple[str, list[int]]:
-        """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
+    def start(self) -> None:
+        """Start the page's process, unless it has one."""
         if self.worker is None:
             self.worker = PageWorker(self.root, self.path, self.seed, self.preload)
+
+    def run(self, block: Block, timeout: float, span: Fence) -> tuple[str, list[int]]:
+        """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
+        self.start()
         index = self.fences.index(span)
         try:
             result = self.worker.run(block, timeout)
