@@ -4,9 +4,10 @@ The build waits (:meth:`PagesAhead.wait_for_idle_core`) until every page has sta
 and a core has nothing left to start (a thread ran out of pages, or there were fewer
 pages than ``jobs``). The pages still running then (fewer than ``jobs``) go on while
 MkDocs renders the pages whose runs are done, on the core they leave free, and the
-render waits for each of them as it reaches it (:meth:`PagesAhead.wait_for`). With one job nothing is left running: the render
-starts when the last page is done. The first failure stops every page still running,
-and is raised wherever the build next waits for a page.
+render waits for each of them as it reaches it (:meth:`PagesAhead.wait_for`). With
+one job nothing is left running: the render starts when the last page is done. The
+first failure stops every page still running, and is raised wherever the build next
+waits for a page.
 """
 
 from __future__ import annotations
