@@ -277,3 +277,14 @@ def browser(chromium_path):
         chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+#: The test files that take longest, longest first (see `make test`'s durations): run
+#: first, so that no worker is left alone with one of them at the end (xdist would
+#: otherwise hand out the files with the most tests first, and these have few).
+LONGEST_FILES = ["test_takeaways.py", "test_browser.py", "test_properdocs.py"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
