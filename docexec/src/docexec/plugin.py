@@ -4,8 +4,9 @@ The plugin makes an :class:`~docexec.adapter.Adapter` from its options and puts 
 adapter's formatters in markdown-exec's formatter registry (see :mod:`docexec.adapter`
 for what they add to markdown-exec's fences). Around it, the hooks:
 
-- run every page whose record is missing or stale before MkDocs renders any, up to
-  ``jobs`` at once (:meth:`DocExecPlugin.run_ahead`; see :mod:`docexec.schedule`);
+- run every page whose record is missing or stale ahead of the render, up to ``jobs``
+  at once (:meth:`DocExecPlugin.run_ahead`; see :mod:`docexec.schedule`), the render
+  starting on the core the last of them leave idle (see :mod:`docexec.ahead`);
 - open each page's run as MkDocs hands over its Markdown (:mod:`docexec.page`), with
   the record it replays (see :mod:`docexec.cache`), and close it when its HTML is done;
 - keep the memories beside the execution cache (see :mod:`docexec.memo`);
