@@ -34,6 +34,8 @@ class PagesAhead:
 
     def __init__(self, todo: list[Todo], jobs: int) -> None:
         self._queue: deque[Todo] = deque(todo)
+        #: The pages not yet handed over to the render (see :meth:`wait_for`).
+        self._pages: dict[str, Todo] = {item[0].path: item for item in todo}
         self._changed = threading.Condition()
         self._running: dict[str, PageRun] = {}
         #: Each page whose run ended: whether it ran to its end (not stopped).
@@ -111,14 +113,15 @@ class PagesAhead:
         (a core was idle from the start); raise the first failure."""
         self._wait(lambda: not self._queue and (self._idle > 0 or len(self._threads) < self._jobs))
 
-    def wait_for(self, path: str) -> bool:
-        """Wait for page ``path``'s run to end; ``False`` if it is not one of these
-        pages. Raises the first failure, whichever page it was: another page's says
-        so, since MkDocs reports it as an error reading ``path``."""
+    def wait_for(self, path: str) -> Todo | None:
+        """Wait for page ``path``'s run to end and hand it over, once; ``None`` if it is
+        not one of these pages (or was handed over). Raises the first failure,
+        whichever page it was: another page's says so, since MkDocs reports it as an
+        error reading ``path``."""
         with self._changed:
-            ours = path in self._ended or path in self._running or self._queued(path)
+            todo = self._pages.pop(path, None)
         try:
-            self._wait(lambda: not ours or path in self._ended)
+            self._wait(lambda: todo is None or path in self._ended)
         except ExampleError as error:
             if self.failed in ("", path):
                 raise
@@ -126,12 +129,9 @@ class PagesAhead:
                 f"{error}\n({self.failed} failed as it ran ahead of the render, which had "
                 f"reached {path}: {path} did not fail)"
             ) from error
-        if ours and not self._ended[path]:
+        if todo is not None and not self._ended[path]:
             raise RuntimeError(f"{path}: its run was stopped before it ended")
-        return ours
-
-    def _queued(self, path: str) -> bool:
-        return any(run.path == path for run, _ in self._queue)
+        return todo
 
     def wait_for_all(self) -> None:
         """Wait for every page; raise the first failure."""

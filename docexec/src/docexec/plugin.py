@@ -36,7 +36,7 @@ from mkdocs.utils.meta import YAML_RE, get_data
 
 from docexec import schedule
 from docexec.adapter import Adapter, markdown_exec_languages, mkdocstrings_paths
-from docexec.ahead import PagesAhead, Todo
+from docexec.ahead import PagesAhead
 from docexec.cache import CacheMiss, ExecutionCache, Record, environment_key
 from docexec.export import PageExport, to_notebook, to_script
 from docexec.memo import (
@@ -162,7 +162,6 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.ahead: dict[str, Record] = {}
         self.ahead_log: dict[str, str] = {}
         self.running: PagesAhead | None = None
-        self.foreseen: dict[str, Todo] = {}
         try:
             self.package = self.config.package and reader_package(
                 self.root, self.config.package, config.site_url or ""
@@ -309,7 +308,6 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         if todo:
             PageWorker.context(tuple(self.config.preload))  # made once, before the threads
         self.running = PagesAhead(todo, self.jobs)
-        self.foreseen = {run.path: (run, foreseen) for run, foreseen in todo}
         if wait:
             self.running.wait_for_all()
             for run, _ in todo:
@@ -321,11 +319,10 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     def _ran_ahead(self, path: str) -> None:
         """Wait for ``path``'s run ahead of the render, if it has one, and keep its record
         for the render; raise the first failure of any page run ahead."""
-        if self.running is None or not self.running.wait_for(path):
+        done = self.running.wait_for(path) if self.running is not None else None
+        if done is None:
             return
-        run, foreseen = self.foreseen.pop(path, (None, None))
-        if run is None:
-            return
+        run, foreseen = done
         record = self._record(run)
         self.ahead[path] = record
         if self.cache is not None:
