@@ -123,12 +123,22 @@ def test_the_longest_page_by_its_last_run_starts_first(tmp_path):
     assert [name for _start, name in starts] == expected
 
 
-def test_a_failing_page_stops_the_pages_still_running_and_names_its_line(tmp_path):
+def endless_page(tmp_path: Path) -> tuple[str, str]:
+    """A page whose block waits on a process that sleeps for ten minutes, and the marker
+    that process's command line holds (to find it left behind)."""
     marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
     sleeper = f"import time; time.sleep(600)  # {marker}"
+    text = (
+        f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
+        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n"
+    )
+    return marker, text
+
+
+def test_a_failing_page_stops_the_pages_still_running_and_names_its_line(tmp_path):
+    marker, endless = endless_page(tmp_path)
     pages = {
-        "a.md": f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
-        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n",
+        "a.md": endless,
         "b.md": '# B\n\n```python exec="on"\nimport time\ntime.sleep(0.5)\n{}["missing"]\n```\n',
     }
     root = write_site(tmp_path, pages)
@@ -295,12 +305,7 @@ def test_a_page_stopped_while_its_process_starts_runs_nothing(tmp_path, monkeypa
     from docexec.adapter import Adapter
     from docexec.ahead import PagesAhead
 
-    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
-    sleeper = f"import time; time.sleep(600)  # {marker}"
-    text = (
-        f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
-        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n"
-    )
+    marker, text = endless_page(tmp_path)
     root = write_site(tmp_path, {"a.md": text})
     adapter = Adapter(root, timeout=600, preload=["torch"])
     run, _ = adapter.scan("docs/a.md", text, text)
@@ -347,11 +352,9 @@ def test_a_failure_the_render_meets_at_another_page_says_that_page_did_not_fail(
     # Three jobs: c ends at once, so the render starts at a, and waits for it; b fails
     # once the render has started, and a is stopped. MkDocs says "Error reading page
     # 'a.md'": the message must say that b failed, at its line, and a did not.
-    marker = f"docexec-ahead-{os.getpid()}-{tmp_path.name}"
-    sleeper = f"import time; time.sleep(600)  # {marker}"
+    marker, endless = endless_page(tmp_path)
     pages = {
-        "a.md": f'# A\n\n```python exec="on"\nimport subprocess, sys\n'
-        f"subprocess.run([sys.executable, '-c', {sleeper!r}])\n```\n",
+        "a.md": endless,
         "b.md": '# B\n\n```python exec="on"\nimport os, time\nfrom pathlib import Path\n'
         'while not Path(os.environ["DOCEXEC_ROOT"], "rendering").exists():\n'
         '    time.sleep(0.05)\n{}["missing"]\n```\n',
