@@ -1,10 +1,11 @@
 """learnable_parameters.training: the data ships in a package, and training lowers the loss."""
 
 import copy
+import sys
 
 import torch
 
-from learnable_parameters import Network
+from learnable_parameters import Network, training
 from learnable_parameters.training import accuracy, load_digits_28, train, train_epoch
 
 
@@ -15,6 +16,21 @@ def test_digits_come_as_network_inputs():
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert set(labels.tolist()) == set(range(10))
     assert len(digits.train) + len(digits.test) == 1797
+
+
+def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    expected = load_digits()
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "sklearn", None)  # an import of it would fail
+        pixels, labels = training._digits()
+    assert torch.equal(pixels, torch.tensor(expected.data, dtype=torch.float32))
+    assert torch.equal(labels, torch.tensor(expected.target))
+    # Where the file is not, scikit-learn's own loader reads it: the same digits.
+    monkeypatch.setattr(training, "_DIGITS_FILE", "sklearn/no-such-file.csv.gz")
+    again = training._digits()
+    assert torch.equal(again[0], pixels) and torch.equal(again[1], labels)
 
 
 def test_split_is_seeded():
