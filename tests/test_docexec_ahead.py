@@ -45,7 +45,12 @@ print("page {name}:", sum(range({seconds_int} * 1000)))
 
 
 def write_site(root: Path, pages: dict[str, str], **options: object) -> Path:
-    """The pages, with includes from snippets/ and an empty times/ for TIMED pages."""
+    """The pages, with includes from snippets/ and an empty times/ for TIMED pages.
+
+    Nothing is preloaded unless ``preload`` says: these pages import nothing heavy,
+    and each shard's process would import torch for nothing.
+    """
+    options.setdefault("preload", ())
     sites.write_site(
         root, pages, markdown_extensions=[SUPERFENCES, snippets("snippets")], **options
     )

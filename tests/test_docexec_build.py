@@ -275,7 +275,7 @@ def test_serve_reruns_pages_with_the_new_package_code(tmp_path):
     module = package / "helper_for_serve.py"
     module.write_text("def value():\n    return 'VALUE-ONE'\n")
     page = '```pycon exec="on"\n>>> import helper_for_serve\n>>> helper_for_serve.value()\n```\n'
-    write_site(tmp_path, {"index.md": page}, timeout=30, watch=["src"])
+    write_site(tmp_path, {"index.md": page}, timeout=30, watch=["src"], preload=())
     port = _free_port()
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(package))
     server = subprocess.Popen(
@@ -333,7 +333,7 @@ def test_set_order_is_the_same_whatever_hash_seed_the_build_starts_with(tmp_path
     page = '```pycon exec="on"\n>>> {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}\n```\n'
     shown = []
     for seed in ("1", "2"):
-        site = write_site(tmp_path / seed, {"index.md": page}, timeout=30)
+        site = write_site(tmp_path / seed, {"index.md": page}, timeout=30, preload=())
         # The seed is read when a process starts: this needs a new mkdocs process.
         result = build_command(site, env={"PYTHONHASHSEED": seed})
         assert result.returncode == 0, result.stderr
