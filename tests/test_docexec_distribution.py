@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 import venv
 import zipfile
@@ -59,7 +60,9 @@ def plugin_venv(tmp_path_factory) -> Path:
     """A fresh venv with mkdocs-docexec (from its folder) and mkdocs-material, nothing else."""
     scratch = tmp_path_factory.mktemp("plugin")
     folder = scratch / "venv"
-    venv.create(folder, with_pip=True)
+    # No pip of its own (ensurepip took 5 s): this one installs into it, as into any.
+    venv.create(folder, with_pip=False)
+    pip = [sys.executable, "-m", "pip", "--python", str(folder / "bin" / "python")]
     constraints = scratch / "constraints.txt"
     constraints.write_text(pins())
     # Built from a copy, so that nothing (build/, *.egg-info) lands in the checkout.
@@ -70,9 +73,7 @@ def plugin_venv(tmp_path_factory) -> Path:
     wheel_dir = scratch / "wheel"
     built = run(
         [
-            str(folder / "bin" / "python"),
-            "-m",
-            "pip",
+            *pip,
             "wheel",
             "--quiet",
             "--no-deps",
@@ -87,9 +88,7 @@ def plugin_venv(tmp_path_factory) -> Path:
     [wheel] = wheel_dir.glob("*.whl")
     result = run(
         [
-            str(folder / "bin" / "python"),
-            "-m",
-            "pip",
+            *pip,
             "install",
             "--quiet",
             "--no-compile",
