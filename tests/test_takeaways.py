@@ -1,7 +1,7 @@
 """The take-aways run where a reader is: a fresh venv, outside the repository.
 
-One venv per session holds only torch and a notebook runner (nbclient, ipykernel), as
-a reader's machine might. The built site is served on 127.0.0.1 (nothing comes from
+One venv per session holds only pip, torch and a notebook runner (nbclient, ipykernel),
+as a reader's machine might. The built site is served on 127.0.0.1 (nothing comes from
 its real address), and every take-away is copied out of it with the site's address
 changed to the served one, so the install the pages name
 (``pip install "<package>[extras] @ <site>/<wheel>"``) fetches the wheel the build
@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import venv
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,10 +80,12 @@ def run(args: list[str], venv_dir: Path, cwd: Path) -> subprocess.CompletedProce
     return subprocess.run(
         args,
         cwd=cwd,
-        # pip leaves bytecode to the first import (PIP_NO_COMPILE): compiling the whole
-        # of what the notebook's install cell brings (SciPy's, scikit-learn's) took a
-        # third of the reader's venv's time, for modules that no page imports.
-        env=dict(venv_env(venv_dir), PIP_NO_COMPILE="1"),
+        # pip leaves bytecode to the first import, as --no-compile does: compiling the
+        # whole of what the notebook's install cell brings (SciPy, scikit-learn) took
+        # 10 of its 16 s, for modules that no page imports. "0": pip reads the variable
+        # as the value of the option --no-compile negates, not of --no-compile itself
+        # (a "double negative", pypa/pip#9955); PIP_NO_COMPILE=1 compiles everything.
+        env=dict(venv_env(venv_dir), PIP_NO_COMPILE="0"),
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -90,8 +93,10 @@ def run(args: list[str], venv_dir: Path, cwd: Path) -> subprocess.CompletedProce
 
 
 def make_reader_venv(folder: Path) -> Path:
-    """A fresh venv with torch (the site's version) and a notebook runner, nothing else."""
-    venv.create(folder, with_pip=True)
+    """A fresh venv with pip, torch (the site's version) and a notebook runner, nothing else."""
+    # pip comes from the index with the rest, installed by this venv's pip: ensurepip
+    # took 5 s, compiling its own pip for the reader's venv.
+    venv.create(folder, with_pip=False)
     version = torch.__version__.split("+")[0]
     # torch as pip is configured to find it, and from TORCH_INDEX when the environment
     # names one (`make test` exports the Makefile's: on a Linux machine without it,
@@ -100,13 +105,16 @@ def make_reader_venv(folder: Path) -> Path:
     index = os.environ.get("TORCH_INDEX")
     result = run(
         [
-            str(folder / "bin" / "python"),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(folder / "bin" / "python"),
             "install",
             "--quiet",
             "--no-compile",  # a third faster; modules compile when first imported (as above)
             *(["--extra-index-url", index, "--retries", "1"] if index else []),
+            "pip",
             f"torch=={version}",
             "nbclient",
             "ipykernel",
