@@ -535,6 +535,21 @@ def test_an_error_in_a_line_range_include_names_the_file_line(tmp_path):
     )
 
 
+def test_an_error_in_a_section_include_names_the_file_line(tmp_path):
+    # The section's lines, another section's marker left out: lines 2 and 4 of the file.
+    included = (
+        "# --8<-- [start:calc]\nresult = x * 21\n# --8<-- [start:aside]\n"
+        "result = result / 0\n# --8<-- [end:aside]\n# --8<-- [end:calc]\nunused = 5\n"
+    )
+    page = INCLUDING_PAGE.format(last="").replace("compute.py", "compute.py:calc")
+    result = build_with_snippets(tmp_path, page, included)
+    assert result.returncode != 0
+    assert (
+        "docs/examples/compute.py:4 (included at docs/index.md:5): ZeroDivisionError"
+        in result.stderr
+    )
+
+
 def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"
@@ -767,6 +782,25 @@ def test_an_error_in_an_included_block_names_the_file_line_and_the_include(tmp_p
         f"includes/fragment.md:{line} (included at docs/index.md:5): ZeroDivisionError"
         in result.stderr
     )
+
+
+def test_a_fence_a_section_include_brings_runs_naming_its_file_line(tmp_path):
+    fragment = (
+        "Not included.\n\n<!-- --8<-- [start:example] -->\n"
+        '```python exec="on"\nprint("from the section")\n```\n\n'
+        '```python exec="on"\nx = 1\nx / 0\n```\n<!-- --8<-- [end:example] -->\n'
+    )
+    page = '# P\n\nText.\n\n--8<-- "fragment.md:example"\n'
+    result = build_for_markdown_exec(tmp_path, page, fragment=fragment)
+    assert result.returncode != 0
+    assert (
+        "includes/fragment.md:10 (included at docs/index.md:5): ZeroDivisionError" in result.stderr
+    )
+    fragment = fragment.replace("x / 0", "x + 1")
+    result = build_for_markdown_exec(tmp_path, page, fragment=fragment)
+    assert result.returncode == 0, result.log
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "from the section" in html and "Not included" not in html
 
 
 def test_a_fence_shown_as_code_is_shown_and_never_run(tmp_path):

@@ -106,8 +106,10 @@ def test_script_runs_and_prints_what_the_page_shows(tmp_path):
 def test_snippets_are_expanded_from_base_paths(tmp_path):
     (tmp_path / "code.py").write_text("a = 1\nb = 2\n")
     text = 'before\n    --8<-- "code.py"\nafter\n--8<-- "missing.py"'
+    # As pymdownx.snippets expands it: the file's final line ending is an empty line,
+    # indented as the include is.
     assert expand_snippets(text, [tmp_path / "nowhere", tmp_path]) == (
-        'before\n    a = 1\n    b = 2\nafter\n--8<-- "missing.py"'
+        'before\n    a = 1\n    b = 2\n    \nafter\n--8<-- "missing.py"'
     )
 
 

@@ -6,6 +6,7 @@ import markdown_exec
 import pytest
 
 from docexec.fences import Fence, FenceError, scan_fences, shown_code, untagged
+from docexec.snippets import expand_snippets
 
 RUNS = '```python exec="on"\nprint(1)\n```'
 #: What markdown-exec's plugin configures by default: every language it has a formatter for.
@@ -236,3 +237,63 @@ def test_includes_are_the_lines_pymdownx_snippets_reads(snippets):
     # pymdownx.snippets takes no space after the closing quote: that line is text.
     assert scan_fences('--8<-- "fragment.md" \n', **snippets).fences == []
     assert scan_fences(';--8<-- "fragment.md"\n', **snippets).fences == []
+
+
+SECTIONED = """\
+# Setup
+
+--8<-- [start:run]
+Before.
+
+```python exec="on"
+--8<-- [start:inner]
+print("in the section")
+--8<-- [end:inner]
+```
+;--8<-- [start:shown]
+--8<-- [end:run]
+After.
+"""
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "sectioned.md",
+        "sectioned.md:run",
+        "sectioned.md:inner",
+        "sectioned.md:3:5",
+        "sectioned.md:2",
+        "sectioned.md::3",
+        "sectioned.md:-2",
+        "sectioned.md:1:2,6:8",
+        "sectioned.md:2:3,9:",
+    ],
+)
+def test_an_include_brings_what_pymdownx_snippets_brings(tmp_path, spec):
+    import markdown
+
+    (tmp_path / "sectioned.md").write_text(SECTIONED)
+    text = f'Page.\n\n--8<-- "{spec}"\n\nEnd.'
+    md = markdown.Markdown(
+        extensions=["pymdownx.snippets"],
+        extension_configs={"pymdownx.snippets": {"base_path": [str(tmp_path)]}},
+    )
+    theirs = md.preprocessors["snippet"].run(text.split("\n"))
+    assert expand_snippets(text, [tmp_path]).split("\n") == theirs
+
+
+def test_a_fence_a_section_brings_runs_naming_its_file_line(snippets):
+    (snippets["root"] / "docs" / "sectioned.md").write_text(SECTIONED)
+    scan = scan_fences('# P\n\n--8<-- "sectioned.md:run"\n', first_line=3, **snippets)
+    [fence] = scan.fences
+    # The fence opens on line 6 of the file, its code (the inner markers left out) on 8.
+    assert (fence.path, fence.file_line) == ("docs/sectioned.md", 6)
+    assert scan.lines[fence.first : fence.last + 1] == [
+        '```python exec="on"',
+        'print("in the section")',
+        "```",
+    ]
+    # A section that is not there includes nothing: the line stays for pymdownx to report.
+    missing = scan_fences('--8<-- "sectioned.md:nowhere"\n', **snippets)
+    assert missing.fences == [] and missing.lines[0] == '--8<-- "sectioned.md:nowhere"'

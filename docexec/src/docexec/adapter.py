@@ -60,7 +60,7 @@ from docexec.fences import (
 )
 from docexec.memo import RenderReads, block_key, rememberable
 from docexec.page import ExampleError, PageRun
-from docexec.snippets import SNIPPET, expand_snippets, read_snippet
+from docexec.snippets import SNIPPET, expand_snippets, read_included
 from docexec.worker import Block
 
 #: A fence's opening line (its indentation and quote markers taken off), as SuperFences
@@ -398,7 +398,7 @@ class Adapter:
         for offset, raw in enumerate(run.lines[span.first + 1 : span.last]):
             text = raw.removeprefix(indent)
             match = SNIPPET.match(text)
-            found = read_snippet(match["path"], self.snippet_paths) if match else None
+            found = read_included(match["path"], self.snippet_paths) if match else None
             if found is None or match["indent"]:
                 if not pending:
                     start = line + 1 + offset
@@ -407,12 +407,13 @@ class Adapter:
             if pending:
                 parts.append((home, start, "\n".join(pending)))
                 pending = []
-            file, first_line, included = found
             try:
-                path = file.resolve().relative_to(self.root).as_posix()
+                path = found.file.resolve().relative_to(self.root).as_posix()
             except ValueError:
                 return ()
-            parts.append((path, first_line, included))
+            # Lines that do not follow one another (two ranges, a section without the
+            # markers of another) are parts of their own, each at its own line.
+            parts.extend((path, first_line, included) for first_line, included in found.runs())
             run.includes[(index, path)] = span.place(run.path, 1 + offset)
         if pending:
             parts.append((home, start, "\n".join(pending)))
@@ -618,8 +619,8 @@ class Adapter:
         raise ExampleError(
             f"{run.path}: an executable {kind} block that is not in the page's Markdown "
             "(added by another plugin or extension, or included in a way docexec does not "
-            'read: only a whole file or a line range, --8<-- "file.md:3:9", outside '
-            "fences) is not run"
+            'read: it reads a whole file, line ranges, --8<-- "file.md:3:9", or a section, '
+            '--8<-- "file.md:name", outside fences) is not run'
         )
 
     def _as_written(self, run: PageRun, span: Fence, source: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import markdown_exec
 
 from docexec.snippets import SNIPPET as _SNIPPET
-from docexec.snippets import read_snippet
+from docexec.snippets import read_included
 
 #: The option the scanner adds to a fence's info string: the fence's place in the
 #: page's list of fences (see :class:`Scan`).
@@ -37,7 +37,7 @@ _OPTION = re.compile(
 )
 _LANG = re.compile(r"^\{?\s*\.?(?P<lang>[\w-]+)")
 #: A line pymdownx.snippets replaces with a file: ``--8<-- "path"`` (its files are read by
-#: :func:`docexec.snippets.read_snippet`).
+#: :func:`docexec.snippets.read_included`).
 
 #: Languages whose fences docexec runs (markdown-exec runs the others it is configured for).
 LANGUAGES = ("python", "py", "pycon")
@@ -270,19 +270,18 @@ class _Scanner:
                 out.append(row)
                 continue
             snippet = _SNIPPET.match(row.text)
-            found = snippet and read_snippet(snippet.group("path"), self.snippet_paths)
-            if not found or found[0].resolve() in seen:
+            found = snippet and read_included(snippet.group("path"), self.snippet_paths)
+            if not found or found.file.resolve() in seen:
                 out.append(row)
                 continue
-            file, first, text = found
+            file = found.file
             try:
                 path = file.resolve().relative_to(self.root.resolve()).as_posix()
             except (AttributeError, ValueError):
                 path = file.as_posix()
             space = snippet.group("indent").expandtabs(4)
             included = [
-                _Row(space + text_line, row.line, path, first + offset)
-                for offset, text_line in enumerate(text.split("\n"))
+                _Row(space + text_line, row.line, path, number) for number, text_line in found.lines
             ]
             for inner in self.expand(included, (*seen, file.resolve())):
                 inner.via = row

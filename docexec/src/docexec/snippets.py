@@ -2,39 +2,149 @@
 
 A line ``--8<-- "file"`` (either quote, any number of dashes around the scissors)
 is replaced with the file's text, found in the first of the ``base_path`` folders that
-holds it; ``file:3:5`` takes lines 3 to 5. The fence scanner, the blocks that include
-code, the cache key of a page's fences and the take-aways all read includes here.
+holds it; ``file:3:5`` takes lines 3 to 5, ``file:1:2,8:9`` both ranges, and
+``file:name`` the section between ``--8<-- [start:name]`` and ``--8<-- [end:name]``.
+The fence scanner, the blocks that include code, the cache key of a page's fences and
+the take-aways all read includes here, and a test holds it to pymdownx.snippets' own.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 #: An include line, as pymdownx.snippets matches it.
 SNIPPET = re.compile(r"""^(?P<indent>[ \t]*)-+8<-+[ \t]+(?P<q>["'])(?P<path>.+?)(?P=q)$""")
-#: A line range after the file's name: ``file:3:5``, ``file:3``, ``file::5``.
-_LINES = re.compile(r"^(?P<file>.+?):(?P<start>\d*)(?::(?P<end>\d*))?$")
+#: Line ranges after the file's name: ``:3:5``, ``:3``, ``::5``, ``:-2``, ``:1:2,8:9``.
+_RANGES = re.compile(r"^(?P<file>.+?)(?P<ranges>(?::-?\d*){1,2}(?:,-?\d*(?::-?\d*)?)*)$")
+#: A section's name after the file's: ``file.md:setup``.
+_SECTION = re.compile(r"^(?P<file>.+?):(?P<name>[a-z][-_0-9a-z]*)$", re.IGNORECASE)
+#: A section's start or end marker in an included file, as pymdownx.snippets finds it.
+_MARKER = re.compile(
+    r"^(?P<pre>.*?)(?<!;)(?P<escape>;*)(?P<marker>-+8<-+[ \t]+)"
+    r"(?P<section>\[[ \t]*(?P<type>start|end)[ \t]*:[ \t]*(?P<name>[a-z][-_0-9a-z]*)[ \t]*\])"
+    r"(?P<post>.*?)$",
+    re.IGNORECASE,
+)
 
 
-def read_snippet(spec: str, base_paths: list[Path]) -> tuple[Path, int, str] | None:
-    """The file, first line and text a ``--8<-- "spec"`` line includes, as pymdownx.snippets.
+@dataclass(frozen=True)
+class Snippet:
+    """What one include line brings: the file, and each line with its number there."""
 
-    ``spec`` is a path, or a path with a line range: ``file.py:3:5`` (lines 3 to 5),
-    ``file.py:3`` (3 to the end), ``file.py::5`` (1 to 5). ``None`` when no base path
-    holds the file.
+    file: Path
+    lines: tuple[tuple[int, str], ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(text for _number, text in self.lines)
+
+    def runs(self) -> list[tuple[int, str]]:
+        """The lines as runs of consecutive lines: ``(first line, text)`` each."""
+        runs: list[tuple[int, list[str]]] = []
+        for number, text in self.lines:
+            if runs and runs[-1][0] + len(runs[-1][1]) == number:
+                runs[-1][1].append(text)
+            else:
+                runs.append((number, [text]))
+        return [(first, "\n".join(texts)) for first, texts in runs]
+
+
+def _ranges(spec: str, count: int) -> list[int]:
+    """The 0-based line indexes ``:3:5,8:`` selects among ``count``, as pymdownx.snippets
+    counts them (a negative number counts from the end)."""
+    picked = []
+    for item in spec[1:].split(","):
+        start, _, end = item.partition(":")
+        first = int(start) if start not in ("", "-") else None
+        last = int(end) if end not in ("", "-") else None
+        if first is None:
+            first = 0
+        elif first < 0:
+            first = min(max(count + first, 0), count)
+        else:
+            first = max(0, first - 1)
+        if last is not None and last < 0:
+            last = min(max(count + 1 + last, 0), count)
+        picked.extend(range(count)[first:last])
+    return picked
+
+
+def _section(name: str, lines: list[str]) -> list[int] | None:
+    """The 0-based indexes of the lines between ``--8<-- [start:name]`` and its end,
+    other sections' markers left out, as pymdownx.snippets takes them; ``None``
+    when the file has no such section. An escaped marker (``;--8<-- ...``) is text."""
+    picked, inside, found = [], False, False
+    for index, line in enumerate(lines):
+        marker = _MARKER.match(line) if "8<-" in line else None
+        if marker and marker["escape"]:
+            marker = None  # text
+        if marker and marker["name"] == name:
+            if marker["type"] == "start":
+                inside = found = True
+                continue
+            break  # its end (or an end before any start)
+        if inside and marker is None:  # another section's markers are left out
+            picked.append(index)
+    return picked if found else None
+
+
+def _is_marker(line: str) -> bool:
+    """Whether ``line`` is a section's start or end marker (not an escaped one)."""
+    marker = _MARKER.match(line) if "8<-" in line else None
+    return marker is not None and not marker["escape"]
+
+
+def _unescaped(line: str) -> str:
+    """A section's line as pymdownx.snippets gives it: one ``;`` fewer before a marker."""
+    marker = _MARKER.match(line) if "8<-" in line else None
+    if marker and marker["escape"]:
+        return (
+            marker["pre"]
+            + marker["escape"][1:]
+            + marker["marker"]
+            + marker["section"]
+            + marker["post"]
+        )
+    return line
+
+
+def read_included(spec: str, base_paths: list[Path]) -> Snippet | None:
+    """What a ``--8<-- "spec"`` line includes, as pymdownx.snippets reads it.
+
+    ``spec`` is a path; or a path with line ranges: ``file.py:3:5`` (lines 3 to 5),
+    ``file.py:3`` (3 to the end), ``file.py::5`` (1 to 5), ``file.py:-2`` (the last
+    two), ``file.py:1:2,8:9`` (both ranges); or a path and a section's name,
+    ``file.md:setup``: the lines between ``--8<-- [start:setup]`` and ``--8<--
+    [end:setup]``. ``None`` when no base path holds the file, or the file has no
+    such section. (pymdownx.snippets' ``dedent_subsections`` is not applied.)
     """
-    candidates = [(spec, None, None)]
-    if match := _LINES.match(spec):
-        candidates.append((match["file"], match["start"], match["end"]))
-    for name, start, end in candidates:
+    candidates: list[tuple[str, str, str]] = [(spec, "", "")]
+    if match := _RANGES.match(spec):
+        candidates.append((match["file"], match["ranges"], ""))
+    if match := _SECTION.match(spec):
+        candidates.append((match["file"], "", match["name"]))
+    for name, ranges, section in candidates:
         for base in base_paths:
             path = base / name
-            if path.is_file():
-                lines = path.read_text().rstrip("\n").split("\n")
-                first = int(start) if start else 1
-                last = int(end) if end else len(lines)
-                return path, first, "\n".join(lines[first - 1 : last])
+            if not path.is_file():
+                continue
+            # As pymdownx.snippets reads it: a file that ends with a line ending ends
+            # with an empty line; an empty file has none.
+            text = path.read_text()
+            lines = text.split("\n") if text else []
+            if ranges:
+                picked = _ranges(ranges, len(lines))
+            elif section:
+                picked = _section(section, lines)
+            else:
+                picked = list(range(len(lines)))
+            if picked is None:
+                return None
+            if not section:  # pymdownx.snippets drops the markers of sections as notation
+                picked = [i for i in picked if not _is_marker(lines[i])]
+            return Snippet(path, tuple((i + 1, _unescaped(lines[i])) for i in picked))
     return None
 
 
@@ -51,11 +161,9 @@ def expand_snippets(text: str, base_paths: list[Path]) -> str:
     lines = []
     for line in text.split("\n"):
         match = SNIPPET.match(line)
-        found = read_snippet(match.group("path"), base_paths) if match else None
+        found = read_included(match.group("path"), base_paths) if match else None
         if found is None:
             lines.append(line)
         else:
-            lines.extend(
-                match.group("indent") + part if part else part for part in found[2].split("\n")
-            )
+            lines.extend(match.group("indent") + part for _, part in found.lines)
     return "\n".join(lines)
