@@ -524,24 +524,21 @@ def test_invalid_front_matter_fails_a_strict_build_naming_its_line(tmp_path):
     assert "docs/index.md:" in result.stderr and "invalid YAML front matter" in result.stderr
 
 
-def test_an_error_in_a_line_range_include_names_the_file_line(tmp_path):
-    included = "a = 1\nb = 2\nresult = x * 21\nresult = result / 0\nunused = 5\n"
-    page = INCLUDING_PAGE.format(last="").replace("compute.py", "compute.py:3:4")
-    result = build_with_snippets(tmp_path, page, included)
-    assert result.returncode != 0
-    assert (
-        "docs/examples/compute.py:4 (included at docs/index.md:5): ZeroDivisionError"
-        in result.stderr
-    )
-
-
-def test_an_error_in_a_section_include_names_the_file_line(tmp_path):
-    # The section's lines, another section's marker left out: lines 2 and 4 of the file.
-    included = (
-        "# --8<-- [start:calc]\nresult = x * 21\n# --8<-- [start:aside]\n"
-        "result = result / 0\n# --8<-- [end:aside]\n# --8<-- [end:calc]\nunused = 5\n"
-    )
-    page = INCLUDING_PAGE.format(last="").replace("compute.py", "compute.py:calc")
+@pytest.mark.parametrize(
+    ("spec", "included"),
+    [
+        ("compute.py:3:4", "a = 1\nb = 2\nresult = x * 21\nresult = result / 0\nunused = 5\n"),
+        # A section's lines, another section's markers left out: lines 2 and 4.
+        (
+            "compute.py:calc",
+            "# --8<-- [start:calc]\nresult = x * 21\n# --8<-- [start:aside]\n"
+            "result = result / 0\n# --8<-- [end:aside]\n# --8<-- [end:calc]\nunused = 5\n",
+        ),
+    ],
+    ids=["line-range", "section"],
+)
+def test_an_error_in_a_part_of_a_file_names_the_file_line(tmp_path, spec, included):
+    page = INCLUDING_PAGE.format(last="").replace("compute.py", spec)
     result = build_with_snippets(tmp_path, page, included)
     assert result.returncode != 0
     assert (
