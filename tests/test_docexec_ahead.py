@@ -390,3 +390,35 @@ def test_with_fewer_pages_to_run_than_jobs_the_render_starts_at_once(tmp_path):
     result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
     assert result.returncode == 0, result.log
     assert ran_lines(result.log) == ["docs/b.md"]
+
+
+def test_ctrl_c_stops_a_shard_in_one_line_and_leaves_no_process(tmp_path):
+    import signal
+    import time
+
+    marker, text = endless_page(tmp_path)
+    root = write_site(tmp_path, {"a.md": text}, timeout=900)
+    shard = subprocess.Popen(
+        [sys.executable, "-m", "docexec", "run", "--shard", "1/1"],
+        cwd=root,
+        env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000", NO_MKDOCS_2_WARNING="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As a terminal starts it: SIGINT at its default, even where this suite runs
+        # in the background (where it arrives ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120  # a guard for a slow start, not a measurement
+        while not processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_with(marker), "the page's block never started"
+        shard.send_signal(signal.SIGINT)
+        _, stderr = shard.communicate(timeout=120)
+    finally:
+        shard.kill()
+    assert shard.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert "docexec: interrupted" in stderr
+    assert processes_with(marker) == []

@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -109,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("mkdocs")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    return run(args)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        # The pages still running were stopped on the way out (on_shutdown): say so in
+        # one line, and exit as a process that SIGINT ended does, not with a traceback.
+        logger.error("docexec: interrupted; the pages still running were stopped")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":
