@@ -422,3 +422,28 @@ def test_ctrl_c_stops_a_shard_in_one_line_and_leaves_no_process(tmp_path):
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert "docexec: interrupted" in stderr
     assert processes_with(marker) == []
+
+
+def test_a_build_with_no_records_starts_the_fork_server_as_it_configures(tmp_path, monkeypatch):
+    from docexec.plugin import DocExecPlugin
+    from docexec.worker import PageWorker
+
+    started = []
+    real = PageWorker.warm_up.__func__
+    monkeypatch.setattr(
+        PageWorker, "warm_up", classmethod(lambda cls, *a: (started.append(a), real(cls, *a)))
+    )
+    nav = DocExecPlugin.on_nav
+    monkeypatch.setattr(
+        DocExecPlugin,
+        "on_nav",
+        lambda self, *a, **k: (started.append("nav"), nav(self, *a, **k))[1],
+    )
+    root = write_site(
+        tmp_path, {"a.md": TIMED.format(name="a", seconds=0, seconds_int=0)}, preload=["json"]
+    )
+    assert build_in_process(root).returncode == 0
+    assert started == [(("json",),), "nav"], "the first build did not start the server at on_config"
+    started.clear()
+    assert build_in_process(root).returncode == 0  # its records replay: nothing starts it
+    assert started == ["nav"]
