@@ -547,6 +547,27 @@ def test_an_error_in_a_part_of_a_file_names_the_file_line(tmp_path, spec, includ
     )
 
 
+@pytest.mark.parametrize(
+    ("included", "message"),
+    [
+        (
+            "a = 1\nwhile True: pass\n",
+            "2 (included at docs/index.md:5): the block ran past its 1 s",
+        ),
+        (
+            "import os\n\nos._exit(3)\n",
+            "3 (included at docs/index.md:5): the example process ended",
+        ),
+    ],
+    ids=["timed-out", "exited"],
+)
+def test_a_block_stopped_in_an_included_file_names_that_file_s_line(tmp_path, included, message):
+    page = INCLUDING_PAGE.format(last="").replace('result="text"', 'result="text" timeout="1"')
+    result = build_with_snippets(tmp_path, page, included)
+    assert result.returncode != 0
+    assert f"docs/examples/compute.py:{message}" in result.stderr, result.stderr
+
+
 def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"

@@ -85,6 +85,10 @@ class Block:
     parts: tuple[tuple[str, int, str], ...] = ()
     width: int = 0
 
+    def files(self, page: str) -> list[str]:
+        """The files its code is compiled under: the page, then each file it includes."""
+        return list(dict.fromkeys([page, *(path for path, _line, _code in self.parts)]))
+
     def signature(self) -> dict:
         """What identifies the block apart from where it stands on the page."""
         return {
@@ -116,7 +120,8 @@ def _raise_stop(_signum: int, _frame: object) -> None:
 
 
 class RunningLine:
-    """The page line the process is running, kept where the plugin can read it.
+    """The line the process is running, kept where the plugin can read it: a line of
+    the page, or of a file the block includes (``file``: its index in ``Block.files``).
 
     A thread samples the main thread's stack every few milliseconds, and
     ``os._exit`` notes its caller, so a block that dies (a segfault, a signal, an
@@ -128,10 +133,13 @@ class RunningLine:
     INTERVAL = 0.01
     current: RunningLine | None = None
 
-    def __init__(self, shared, page: str) -> None:
+    def __init__(self, shared, page: str, file=None) -> None:
         RunningLine.current = self
         self.shared = shared
+        self.file = file
         self.page = page
+        #: The running block's files, by the index the plugin knows them by.
+        self.files = {page: 0}
         self.active = False
         self._main = threading.main_thread().ident
         threading.Thread(target=self._sample, name="docexec-line", daemon=True).start()
@@ -146,12 +154,16 @@ class RunningLine:
     def note(self, frame) -> None:
         if not self.active:
             return
-        line = 0
+        line = index = 0
         while frame is not None:
-            if frame.f_code.co_filename == self.page:
-                line = frame.f_lineno  # the outermost: the block's own statement
+            found = self.files.get(frame.f_code.co_filename)
+            if found is not None:
+                # The outermost: the block's own statement (or an included file's).
+                line, index = frame.f_lineno, found
             frame = frame.f_back
         if line:
+            if self.file is not None:
+                self.file.value = index
             self.shared.value = line
 
     def _sample(self) -> None:
@@ -407,6 +419,7 @@ def serve(
     line,
     crash_file: str,
     environ: dict[str, str],
+    file=None,
 ) -> None:
     """Run a page's blocks as they arrive on ``conn`` until it closes.
 
@@ -421,6 +434,7 @@ def serve(
         seed: The page's seed.
         folder: The page's working folder.
         line: A shared integer: the page line running now (see :class:`RunningLine`).
+        file: Another: the index, in ``Block.files``, of the file that line is in.
         crash_file: Where :mod:`faulthandler` writes the stack if the process crashes.
         environ: The build's environment now (the fork server keeps the one it
             started with, which under ``mkdocs serve`` may be a build ago).
@@ -440,7 +454,7 @@ def serve(
     faulthandler.enable(open(crash_file, "w"))  # noqa: SIM115 - open until the process ends
     read = PageReads(root)
     page_file = os.path.join(root, page)
-    running = RunningLine(line, page)
+    running = RunningLine(line, page, file)
     columns = os.environ.get("COLUMNS")
     seed_page(seed)
     scrub = PathScrubber(Path(root), Path(folder))
@@ -470,6 +484,10 @@ def serve(
         read.untracked = {"COLUMNS"} if block.width else set()
         # A python block's running line is sampled; a pycon block reports each input.
         line.value = block.first_line if block.kind == "python" else 0
+        if file is not None:
+            file.value = 0
+        files = block.files(page)
+        running.files = {path: index for index, path in enumerate(files)}
         running.active = block.kind == "python"
         module = sessions.get(block.session) if block.session else None
         if module is None:
@@ -500,16 +518,22 @@ def serve(
                     result = BlockResult(error=left, line=block.first_line - 1)
         except StopExample as stop:
             tb = stop.__traceback__
-            stopped_at = block.first_line
+            stopped_at, stopped_in = block.first_line, page
             while tb is not None:
-                if tb.tb_frame.f_code.co_filename in (page, "<stdin>"):
-                    stopped_at = tb.tb_lineno
-                    if tb.tb_frame.f_code.co_filename == "<stdin>":
+                filename = tb.tb_frame.f_code.co_filename
+                if filename in files or filename == "<stdin>":
+                    stopped_at, stopped_in = tb.tb_lineno, filename
+                    if filename == "<stdin>":
                         stopped_at = -1  # the last reported input line is the better guess
                 tb = tb.tb_next
             if stop.line:  # a pycon block's: the line inside the statement that was running
-                stopped_at = stop.line
-            result = BlockResult(error="stopped", line=stopped_at, timed_out=True)
+                stopped_at, stopped_in = stop.line, page
+            result = BlockResult(
+                error="stopped",
+                line=stopped_at,
+                path="" if stopped_in in (page, "<stdin>") else stopped_in,
+                timed_out=True,
+            )
         if not result.error and (misplaced := misplaced_output()):
             origin, text = misplaced
             result = BlockResult(
@@ -606,6 +630,8 @@ class PageWorker:
         handle, self._crash_file = tempfile.mkstemp(prefix="docexec-crash-")
         os.close(handle)
         self._line = context.Value("i", 0, lock=False)
+        self._file = context.Value("i", 0, lock=False)
+        self._files = [page]
         self._conn, child = context.Pipe()
         # Not a daemon: a daemonic process may not have children, and a page may well
         # start some (a DataLoader with num_workers, a multiprocessing Pool). _LIVE
@@ -621,6 +647,7 @@ class PageWorker:
                 self._line,
                 self._crash_file,
                 dict(os.environ),
+                self._file,
             ),
         )
         self._process.start()
@@ -641,6 +668,7 @@ class PageWorker:
         Raises:
             ExampleFailure: If the block raised, exited, died or ran too long.
         """
+        self._files = block.files(self.page)
         self._conn.send(block)
         deadline = time.monotonic() + timeout
         line = block.first_line
@@ -649,17 +677,17 @@ class PageWorker:
             if remaining <= 0:
                 raise ExampleFailure(
                     f"the block ran past its {timeout:g} s limit and was stopped",
-                    self._stop(line),
+                    *self._stop(line),
                 )
             if not self._conn.poll(min(remaining, 0.25)):
                 if not self._process.is_alive():
-                    raise ExampleFailure(self._death(), self._running(line))
+                    raise ExampleFailure(self._death(), *self._running(line))
                 continue
             try:
                 kind, payload = self._conn.recv()
             except (EOFError, ConnectionResetError):
                 self._process.join(GRACE)
-                raise ExampleFailure(self._death(), self._running(line)) from None
+                raise ExampleFailure(self._death(), *self._running(line)) from None
             if kind == "line":
                 line = payload
                 continue
@@ -668,17 +696,24 @@ class PageWorker:
                 raise ExampleFailure(result.error, result.line, result.path)
             return result
 
-    def _running(self, line: int) -> int:
-        """The line a python block was running, else the last pycon input.
+    def _running(self, line: int) -> tuple[int, str]:
+        """The line a python block was running, else the last pycon input; and the file
+        it is in, when that is a file the block includes (else ``""``: the page).
 
         A crash's own stack (from faulthandler) is the surest; then the sampled line.
         """
         with contextlib.suppress(OSError):
             crash = Path(self._crash_file).read_text()
-            found = re.search(rf'File "{re.escape(self.page)}", line (\d+)', crash)
+            files = "|".join(re.escape(path) for path in self._files)
+            found = re.search(rf'File "({files})", line (\d+)', crash)
             if found:
-                return int(found.group(1))
-        return self._line.value or line
+                path, number = found.groups()
+                return int(number), "" if path == self.page else path
+        if not self._line.value:
+            return line, ""
+        index = self._file.value
+        path = self._files[index] if 0 < index < len(self._files) else ""
+        return self._line.value, path
 
     def _death(self) -> str:
         code = self._process.exitcode
@@ -687,8 +722,9 @@ class PageWorker:
             return f"the example process was killed by {name} during the block"
         return f"the example process ended during the block (exit code {code})"
 
-    def _stop(self, line: int) -> int:
-        """Interrupt the running block, give it a moment, then kill it."""
+    def _stop(self, line: int) -> tuple[int, str]:
+        """Interrupt the running block, give it a moment, then kill it: the line (and
+        included file, see :meth:`_running`) it was stopped at."""
         if self._process.pid is not None and self._process.is_alive():
             os.kill(self._process.pid, signal.SIGUSR1)
             if self._conn.poll(GRACE):
@@ -698,15 +734,15 @@ class PageWorker:
                         line = payload
                         kind, payload = self._conn.recv()
                     if kind == "done" and payload.line > 0:
-                        return self._end(payload.line)
+                        return self._end((payload.line, payload.path))
                 except (EOFError, ConnectionResetError):
                     pass
         # The block did not stop (it swallowed the interruption): the sampled line.
         return self._end(self._running(line))
 
-    def _end(self, line: int) -> int:
+    def _end(self, where: tuple[int, str]) -> tuple[int, str]:
         self.close(kill=True)
-        return line
+        return where
 
     def close(self, kill: bool = False) -> None:
         """End the process and every process the page started; politely unless ``kill``.
