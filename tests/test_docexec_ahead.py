@@ -447,3 +447,22 @@ def test_a_build_with_no_records_starts_the_fork_server_as_it_configures(tmp_pat
     started.clear()
     assert build_in_process(root).returncode == 0  # its records replay: nothing starts it
     assert started == ["nav"]
+
+
+def test_a_page_that_ran_ahead_keeps_its_record_when_another_page_fails(tmp_path):
+    # b fails once z, which the render reaches after b, has run to its end (z's block
+    # notes its end in times/, and its process closes within the half second after).
+    failing = (
+        '# B\n\n```python exec="on"\nimport os, pathlib, time\n'
+        'z = pathlib.Path(os.environ["DOCEXEC_ROOT"], "times", "z")\n'
+        "while not z.exists():\n    time.sleep(0.05)\n"
+        'time.sleep(0.5)\nraise ValueError("b")\n```\n'
+    )
+    pages = {"b.md": failing, **timed_pages({"z": 0.0})}
+    root = write_site(tmp_path, pages)
+    result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
+    assert result.returncode == 1 and "docs/b.md:9: ValueError: b" in result.log
+    (root / "docs" / "b.md").write_text(failing.replace('raise ValueError("b")', "pass"))
+    result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
+    assert result.returncode == 0, result.log
+    assert ran_lines(result.log) == ["docs/b.md"], "z ran again: its record was not kept"

@@ -133,6 +133,13 @@ class PagesAhead:
             raise RuntimeError(f"{path}: its run was stopped before it ended")
         return todo
 
+    def completed(self) -> list[Todo]:
+        """Hand over every page whose run ended complete and that no one waited for
+        (the render never reached it: another page failed, or the build was stopped)."""
+        with self._changed:
+            done = [path for path in self._pages if self._ended.get(path)]
+            return [self._pages.pop(path) for path in done]
+
     def wait_for_all(self) -> None:
         """Wait for every page; raise the first failure."""
         self._wait(lambda: self._idle == len(self._threads))

@@ -345,10 +345,16 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.ahead_log[path] = f"{path}: ran {len(foreseen)} blocks in {run.seconds:.2f} s{why}"
 
     def _stop_running(self) -> None:
-        """Stop the pages still running ahead of the render, if any."""
+        """Stop the pages still running ahead of the render, if any, and keep the records
+        of those that ran to their end but were not rendered (another page failed, or
+        the build was interrupted): the next build replays them."""
         running, self.running = getattr(self, "running", None), None
-        if running is not None:
-            running.stop()
+        if running is None:
+            return
+        running.stop()
+        if self.cache is not None:
+            for run, _foreseen in running.completed():
+                self.cache.store(self._record(run))
 
     def _record(self, run: PageRun) -> Record:
         """What the cache keeps of the page's run."""
