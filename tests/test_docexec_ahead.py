@@ -424,31 +424,6 @@ def test_ctrl_c_stops_a_shard_in_one_line_and_leaves_no_process(tmp_path):
     assert processes_with(marker) == []
 
 
-def test_a_build_with_no_records_starts_the_fork_server_as_it_configures(tmp_path, monkeypatch):
-    from docexec.plugin import DocExecPlugin
-    from docexec.worker import PageWorker
-
-    started = []
-    real = PageWorker.warm_up.__func__
-    monkeypatch.setattr(
-        PageWorker, "warm_up", classmethod(lambda cls, *a: (started.append(a), real(cls, *a)))
-    )
-    nav = DocExecPlugin.on_nav
-    monkeypatch.setattr(
-        DocExecPlugin,
-        "on_nav",
-        lambda self, *a, **k: (started.append("nav"), nav(self, *a, **k))[1],
-    )
-    root = write_site(
-        tmp_path, {"a.md": TIMED.format(name="a", seconds=0, seconds_int=0)}, preload=["json"]
-    )
-    assert build_in_process(root).returncode == 0
-    assert started == [(("json",),), "nav"], "the first build did not start the server at on_config"
-    started.clear()
-    assert build_in_process(root).returncode == 0  # its records replay: nothing starts it
-    assert started == ["nav"]
-
-
 def test_a_page_that_ran_ahead_keeps_its_record_when_another_page_fails(tmp_path):
     # b fails once z, which the render reaches after b, has run to its end (z's block
     # notes its end in times/, and its process closes within the half second after).

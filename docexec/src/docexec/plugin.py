@@ -193,21 +193,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 self.root, self.root / self.config.cache_dir, environment_key(self.config.seed)
             )
         self.search: SearchEntries | None = None
-        if self.config.preload and not self._has_records(config):
-            # Every page will run (a first build, or CI on a cold cache): the fork server
-            # imports what it preloads from now on, while MkDocs and the other plugins
-            # configure themselves, rather than once the pages are found (on_nav).
-            PageWorker.warm_up(tuple(self.config.preload))
         return config
-
-    def _has_records(self, config) -> bool:
-        """Whether the cache may hold a record of one of this site's pages."""
-        if self.cache is None:
-            return False
-        docs = Path(config.docs_dir).resolve()
-        if docs.is_relative_to(self.root):
-            return self.cache.path_for(docs.relative_to(self.root).as_posix(), "").is_dir()
-        return (self.cache.folder / "outside").is_dir()
 
     # Memories beside the execution cache (see docexec.memo) -----------------
 
