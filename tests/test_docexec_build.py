@@ -568,6 +568,32 @@ def test_a_block_stopped_in_an_included_file_names_that_file_s_line(tmp_path, in
     assert f"docs/examples/compute.py:{message}" in result.stderr, result.stderr
 
 
+def test_with_dedent_subsections_a_section_runs_and_names_its_file_lines(tmp_path):
+    # pymdownx.snippets takes the section's indent off: docexec reads it so too.
+    included = (
+        "class C:\n    # --8<-- [start:body]\n    x = 1\n    y = x / 0\n    # --8<-- [end:body]\n"
+    )
+    page = 'Text.\n\n```python exec="on"\n--8<-- "examples/compute.py:body"\nprint(y)\n```\n'
+    extension = {"pymdownx.snippets": {"base_path": ["docs"], "dedent_subsections": True}}
+    pages = {"index.md": page, "examples/compute.py": included}
+    result = build(tmp_path, pages, markdown_extensions=[SUPERFENCES, extension])
+    assert result.returncode != 0
+    assert (
+        "docs/examples/compute.py:4 (included at docs/index.md:4): ZeroDivisionError"
+        in result.stderr
+    )
+    # A section that holds a fence, indented in an admonition: it runs where it lands.
+    (tmp_path / "docs" / "fragment.md").write_text(
+        "!!! note\n\n    <!-- --8<-- [start:ex] -->\n"
+        '    ```python exec="on"\n    print("from the section")\n    ```\n'
+        "    <!-- --8<-- [end:ex] -->\n"
+    )
+    pages = {"index.md": '# P\n\n--8<-- "fragment.md:ex"\n'}
+    result = build(tmp_path, pages, markdown_extensions=[SUPERFENCES, extension])
+    assert result.returncode == 0, result.stderr
+    assert "from the section" in (tmp_path / "site" / "index.html").read_text()
+
+
 def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"

@@ -284,11 +284,15 @@ def test_an_include_brings_what_pymdownx_snippets_brings(tmp_path, spec):
 
 
 def test_a_fence_a_section_brings_runs_naming_its_file_line(snippets):
-    (snippets["root"] / "docs" / "sectioned.md").write_text(SECTIONED)
+    fragment = (
+        "Not brought.\n\n<!-- --8<-- [start:run] -->\n"  # 1-3
+        '```python exec="on"\nprint("in the section")\n```\n'  # 4-6
+        "<!-- --8<-- [end:run] -->\n"
+    )
+    (snippets["root"] / "docs" / "sectioned.md").write_text(fragment)
     scan = scan_fences('# P\n\n--8<-- "sectioned.md:run"\n', first_line=3, **snippets)
     [fence] = scan.fences
-    # The fence opens on line 6 of the file, its code (the inner markers left out) on 8.
-    assert (fence.path, fence.file_line) == ("docs/sectioned.md", 6)
+    assert (fence.path, fence.file_line) == ("docs/sectioned.md", 4)
     assert scan.lines[fence.first : fence.last + 1] == [
         '```python exec="on"',
         'print("in the section")',
@@ -297,3 +301,59 @@ def test_a_fence_a_section_brings_runs_naming_its_file_line(snippets):
     # A section that is not there includes nothing: the line stays for pymdownx to report.
     missing = scan_fences('--8<-- "sectioned.md:nowhere"\n', **snippets)
     assert missing.fences == [] and missing.lines[0] == '--8<-- "sectioned.md:nowhere"'
+
+
+@pytest.mark.parametrize("spec", ["sectioned.md:run", "sectioned.md"])
+def test_a_section_marker_inside_an_executed_fence_is_refused_naming_the_fence(snippets, spec):
+    # pymdownx leaves the marker out: the fence's lines would no longer be its file's
+    # lines one for one, and an error would name the wrong one.
+    (snippets["root"] / "docs" / "sectioned.md").write_text(SECTIONED)
+    with pytest.raises(FenceError) as caught:
+        scan_fences(f'# P\n\n--8<-- "{spec}"\n', **snippets)
+    assert caught.value.place("docs/p.md") == "docs/sectioned.md:6 (included at docs/p.md:3)"
+    assert "put the markers outside the fence" in caught.value.message
+
+
+def test_an_escaped_marker_an_included_fence_brings_is_unescaped_once(tmp_path):
+    import markdown
+
+    fragment = (
+        "<!-- --8<-- [start:ex] -->\n"
+        '```python exec="on"\nprint("ran")\n```\n\n'
+        "Write ;--8<-- [start:shown] to start a section.\n"
+        "<!-- --8<-- [end:ex] -->\n"
+    )
+    (tmp_path / "fragment.md").write_text(fragment)
+    page = '# P\n\n--8<-- "fragment.md:ex"\n'
+
+    def pymdownx(text: str) -> list[str]:
+        md = markdown.Markdown(
+            extensions=["pymdownx.snippets"],
+            extension_configs={"pymdownx.snippets": {"base_path": [str(tmp_path)]}},
+        )
+        return md.preprocessors["snippet"].run(text.split("\n"))
+
+    # The scanner puts the section's lines in the page, which pymdownx.snippets reads
+    # again: the escaped marker must reach it still escaped, to be shown unescaped.
+    scan = scan_fences(page, snippet_paths=[tmp_path], root=tmp_path)
+    shown = "Write --8<-- [start:shown] to start a section."
+    assert shown in pymdownx(page) and shown in pymdownx(scan.markdown)
+
+
+@pytest.mark.parametrize("spec", ["indented.md:note", "indented.md:2:3", "indented.md"])
+def test_an_include_is_dedented_as_pymdownx_snippets_dedents_it(tmp_path, spec):
+    import markdown
+
+    (tmp_path / "indented.md").write_text(
+        "!!! note\n    <!-- --8<-- [start:note] -->\n    Indented.\n"
+        "    <!-- --8<-- [end:note] -->\n"
+    )
+    text = f'--8<-- "{spec}"'
+    md = markdown.Markdown(
+        extensions=["pymdownx.snippets"],
+        extension_configs={
+            "pymdownx.snippets": {"base_path": [str(tmp_path)], "dedent_subsections": True}
+        },
+    )
+    theirs = md.preprocessors["snippet"].run(text.split("\n"))
+    assert expand_snippets(text, [tmp_path], dedent=True).split("\n") == theirs

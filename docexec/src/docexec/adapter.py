@@ -176,6 +176,7 @@ class Adapter:
         languages: The languages markdown-exec runs (see :func:`markdown_exec_languages`):
             an exec fence in another is refused. ``None``: all of markdown-exec's.
         snippet_paths: pymdownx.snippets' base paths, to read included files from.
+        snippet_dedent: pymdownx.snippets' ``dedent_subsections``.
         docstring_paths: Where mkdocstrings finds the code it documents (see
             :func:`mkdocstrings_paths`), to name the place of a docstring's block.
 
@@ -195,6 +196,7 @@ class Adapter:
         preload: Iterable[str] = (),
         languages: Iterable[str] | None = None,
         snippet_paths: Iterable[Path] = (),
+        snippet_dedent: bool = False,
         docstring_paths: Iterable[str] = (),
     ) -> None:
         self.root = Path(root).resolve()
@@ -203,6 +205,7 @@ class Adapter:
         self.preload = tuple(preload)
         self.languages = None if languages is None else list(languages)
         self.snippet_paths = list(snippet_paths)
+        self.snippet_dedent = snippet_dedent
         self.docstring_paths = list(docstring_paths)
         self.current: PageRun | None = None
         self.markdown_key = ""
@@ -266,6 +269,7 @@ class Adapter:
                 languages=self.languages,
                 snippet_paths=self.snippet_paths,
                 root=self.root,
+                dedent=self.snippet_dedent,
             )
         except FenceError as error:
             raise ExampleError(f"{error.place(path)}: {error.message}") from None
@@ -275,7 +279,9 @@ class Adapter:
         # in their files (a traceback names those lines; a page without any keeps the
         # key it had before docexec ran included fences).
         texts = [
-            expand_snippets("\n".join(lines[f.first : f.last + 1]), self.snippet_paths)
+            expand_snippets(
+                "\n".join(lines[f.first : f.last + 1]), self.snippet_paths, self.snippet_dedent
+            )
             for f in runs
         ]
         places = [[f.path, f.file_line] for f in runs if f.path]
@@ -398,7 +404,11 @@ class Adapter:
         for offset, raw in enumerate(run.lines[span.first + 1 : span.last]):
             text = raw.removeprefix(indent)
             match = SNIPPET.match(text)
-            found = read_included(match["path"], self.snippet_paths) if match else None
+            found = (
+                read_included(match["path"], self.snippet_paths, self.snippet_dedent)
+                if match
+                else None
+            )
             if found is None or match["indent"]:
                 if not pending:
                     start = line + 1 + offset

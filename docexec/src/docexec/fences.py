@@ -240,10 +240,15 @@ class _Scanner:
     """One page's scan: what it found so far (see :func:`scan_fences`)."""
 
     def __init__(
-        self, languages: Collection[str], snippet_paths: Sequence[Path], root: Path | None
+        self,
+        languages: Collection[str],
+        snippet_paths: Sequence[Path],
+        root: Path | None,
+        dedent: bool = False,
     ):
         self.languages = set(languages)
         self.snippet_paths = list(snippet_paths)
+        self.dedent = dedent
         self.root = root
         self.fences: list[Fence | None] = []
         self.shown: set[tuple[str, ...]] = set()
@@ -270,7 +275,11 @@ class _Scanner:
                 out.append(row)
                 continue
             snippet = _SNIPPET.match(row.text)
-            found = snippet and read_included(snippet.group("path"), self.snippet_paths)
+            # The lines go into the page, which pymdownx.snippets then reads: an escaped
+            # marker is left escaped for it to unescape, once.
+            found = snippet and read_included(
+                snippet.group("path"), self.snippet_paths, self.dedent, unescape=False
+            )
             if not found or found.file.resolve() in seen:
                 out.append(row)
                 continue
@@ -370,6 +379,17 @@ class _Scanner:
                     raise FenceError(
                         row.line, f"{key}= takes a whole number, not {value!r}", **where
                     )
+            if row.path and any(
+                later.path != row.path or later.file_line != row.file_line + step
+                for step, later in enumerate(rows[index : close + 1])
+            ):
+                raise FenceError(
+                    row.line,
+                    "the lines of this fence do not follow one another in its file (a "
+                    "section marker inside it is left out of what the include brings), so "
+                    "an error could not name its line: put the markers outside the fence",
+                    **where,
+                )
             tag = f'{SKIP_KEY}="1"' if in_comment else f'{FENCE_KEY}="{len(self.fences)}"'
             if not in_comment:
                 self.fences.append(
@@ -390,6 +410,7 @@ def scan_fences(
     languages: Collection[str] | None = None,
     snippet_paths: Sequence[Path] = (),
     root: Path | None = None,
+    dedent: bool = False,
 ) -> Scan:
     """Find the fences docexec runs in a page's Markdown, and tag each with its index.
 
@@ -409,6 +430,7 @@ def scan_fences(
             ``languages``); by default all of markdown-exec's formatters.
         snippet_paths: pymdownx.snippets' base paths, to read included files from.
         root: The folder included files are named relative to in errors.
+        dedent: pymdownx.snippets' ``dedent_subsections``.
 
     Raises:
         FenceError: A fence says exec= in a language nothing configured runs, or its
@@ -417,7 +439,7 @@ def scan_fences(
     """
     if languages is None:
         languages = tuple(markdown_exec.formatters)
-    scanner = _Scanner(languages, snippet_paths, root)
+    scanner = _Scanner(languages, snippet_paths, root, dedent)
     page = [_Row(text, first_line + i) for i, text in enumerate(markdown.split("\n"))]
     rows = scanner.expand(page) if snippet_paths else page
     before = [row.text for row in rows]

@@ -168,7 +168,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             )
         except ValueError as error:
             raise PluginError(str(error)) from None
-        snippets = config.mdx_configs.get("pymdownx.snippets", {}).get("base_path", ["."])
+        snippet_config = config.mdx_configs.get("pymdownx.snippets", {})
+        snippets = snippet_config.get("base_path", ["."])
         if isinstance(snippets, str):
             snippets = [snippets]
         self.adapter = Adapter(
@@ -177,6 +178,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             seed=self.config.seed,
             preload=self.config.preload,
             snippet_paths=[self.root / path for path in snippets],
+            snippet_dedent=bool(snippet_config.get("dedent_subsections", False)),
             docstring_paths=mkdocstrings_paths(config, self.root),
         )
         markdown_exec.formatters.update(self.adapter.formatters)
@@ -432,7 +434,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             text = "\n".join(
                 line for i, line in enumerate(run.lines[start:end], start) if i not in hidden
             )
-            return expand_snippets(text, self.adapter.snippet_paths)
+            return expand_snippets(text, self.adapter.snippet_paths, self.adapter.snippet_dedent)
 
         cursor = 0
         for index, fence in enumerate(run.fences):

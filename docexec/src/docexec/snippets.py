@@ -11,6 +11,7 @@ the take-aways all read includes here, and a test holds it to pymdownx.snippets'
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def _unescaped(line: str) -> str:
     return line
 
 
-def read_included(spec: str, base_paths: list[Path]) -> Snippet | None:
+def read_included(
+    spec: str, base_paths: list[Path], dedent: bool = False, unescape: bool = True
+) -> Snippet | None:
     """What a ``--8<-- "spec"`` line includes, as pymdownx.snippets reads it.
 
     ``spec`` is a path; or a path with line ranges: ``file.py:3:5`` (lines 3 to 5),
@@ -118,7 +121,10 @@ def read_included(spec: str, base_paths: list[Path]) -> Snippet | None:
     two), ``file.py:1:2,8:9`` (both ranges); or a path and a section's name,
     ``file.md:setup``: the lines between ``--8<-- [start:setup]`` and ``--8<--
     [end:setup]``. ``None`` when no base path holds the file, or the file has no
-    such section. (pymdownx.snippets' ``dedent_subsections`` is not applied.)
+    such section. ``dedent``: pymdownx.snippets' ``dedent_subsections``, which takes
+    the common indent off the lines of ranges and of a section. ``unescape``: an
+    escaped marker (``;--8<-- [start:x]``) loses one ``;``, as in the page pymdownx
+    gives; not where the lines go back into a page that pymdownx.snippets reads again.
     """
     candidates: list[tuple[str, str, str]] = [(spec, "", "")]
     if match := _RANGES.match(spec):
@@ -144,16 +150,20 @@ def read_included(spec: str, base_paths: list[Path]) -> Snippet | None:
                 return None
             if not section:  # pymdownx.snippets drops the markers of sections as notation
                 picked = [i for i in picked if not _is_marker(lines[i])]
-            return Snippet(path, tuple((i + 1, _unescaped(lines[i])) for i in picked))
+            texts = [_unescaped(lines[i]) if unescape else lines[i] for i in picked]
+            if dedent and (ranges or section):
+                texts = textwrap.dedent("\n".join(texts)).split("\n")
+            return Snippet(path, tuple(zip((i + 1 for i in picked), texts, strict=True)))
     return None
 
 
-def expand_snippets(text: str, base_paths: list[Path]) -> str:
+def expand_snippets(text: str, base_paths: list[Path], dedent: bool = False) -> str:
     """Replace ``--8<-- "file"`` lines with the file's text, as pymdownx.snippets does.
 
     Args:
         text: Markdown or code.
         base_paths: Folders to look for the files in, in order.
+        dedent: pymdownx.snippets' ``dedent_subsections`` (see :func:`read_included`).
 
     Returns:
         The text with every resolvable snippet line replaced.
@@ -161,7 +171,7 @@ def expand_snippets(text: str, base_paths: list[Path]) -> str:
     lines = []
     for line in text.split("\n"):
         match = SNIPPET.match(line)
-        found = read_included(match.group("path"), base_paths) if match else None
+        found = read_included(match.group("path"), base_paths, dedent) if match else None
         if found is None:
             lines.append(line)
         else:
