@@ -441,3 +441,34 @@ def test_a_page_that_ran_ahead_keeps_its_record_when_another_page_fails(tmp_path
     result = build_in_process(root, {"DOCEXEC_JOBS": "2"})
     assert result.returncode == 0, result.log
     assert ran_lines(result.log) == ["docs/b.md"], "z ran again: its record was not kept"
+
+
+def test_ctrl_c_from_a_terminal_while_the_fork_server_preloads_says_one_line(tmp_path):
+    # A terminal's Ctrl-C goes to the whole foreground process group: the fork server,
+    # still importing torch, gets it too, and must not print a traceback of its own.
+    import signal
+    import time
+
+    page = '# A\n\n```python exec="on"\nimport time\ntime.sleep(60)\n```\n'
+    root = write_site(tmp_path, {"a.md": page}, timeout=900, preload=["torch"])
+    shard = subprocess.Popen(
+        [sys.executable, "-m", "docexec", "run"],
+        cwd=root,
+        env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000", NO_MKDOCS_2_WARNING="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60  # a guard for a slow start, not a measurement
+        while not processes_with(f"'{root}'") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the fork server has started (its sys.path names the site)
+        time.sleep(0.5)  # and is importing torch
+        os.killpg(shard.pid, signal.SIGINT)
+        _, stderr = shard.communicate(timeout=120)
+    finally:
+        shard.kill()
+    assert shard.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr

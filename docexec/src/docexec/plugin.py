@@ -308,7 +308,9 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             if run.path in unreadable:
                 log.info(unreadable[run.path])  # said once: the render replays this run
         if todo:
-            PageWorker.context(tuple(self.config.preload))  # made once, before the threads
+            # Made once, and the server started here, in the main thread (see
+            # docexec.worker._start_fork_server), before the threads.
+            PageWorker.warm_up(tuple(self.config.preload))
         self.running = PagesAhead(todo, self.jobs)
         if wait:
             self.running.wait_for_all()

@@ -441,6 +441,7 @@ def serve(
     """
     os.environ.clear()
     os.environ.update(environ)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # see _start_fork_server
     os.setsid()
     die_with_parent()
     signal.signal(signal.SIGTERM, _end_group)
@@ -569,6 +570,27 @@ def _close_live_workers() -> None:
         worker.close(kill=True)
 
 
+def _start_fork_server() -> None:
+    """Start the fork server, unless it runs; from the main thread, with SIGINT ignored.
+
+    A terminal's Ctrl-C reaches every process of its group: the server, still
+    importing what it preloads, printed a ``KeyboardInterrupt`` traceback of its own
+    beside the build's one line. Started with SIGINT ignored, it ignores it from the
+    start (Python keeps an ignored SIGINT ignored); the page processes it forks take
+    Python's handler back (see :func:`serve`), so that a page gets it as a script
+    would. Only the main thread may change a handler: the plugin starts the server
+    there before the pages' threads (:meth:`PageWorker.warm_up`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        multiprocessing.forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class ExampleFailure(Exception):
     """A block failed; ``str()`` is the message, ``line`` the line it names.
 
@@ -621,7 +643,7 @@ class PageWorker:
         """Start the fork server now; it imports ``preload`` in its own process, so this
         returns at once and the first page forked later starts warm."""
         cls.context(preload)
-        multiprocessing.forkserver.ensure_running()
+        _start_fork_server()
 
     def __init__(self, root: Path, page: str, seed: int, preload: tuple[str, ...] = ()) -> None:
         context = self.context(preload)
@@ -650,6 +672,7 @@ class PageWorker:
                 self._file,
             ),
         )
+        _start_fork_server()
         self._process.start()
         child.close()
         _LIVE.add(self)
