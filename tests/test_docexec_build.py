@@ -594,6 +594,26 @@ def test_with_dedent_subsections_a_section_runs_and_names_its_file_lines(tmp_pat
     assert "from the section" in (tmp_path / "site" / "index.html").read_text()
 
 
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [("while True: pass", "the block ran past"), ("1 / 0", "ZeroDivisionError")],
+    ids=["timed-out", "raised"],
+)
+def test_a_file_included_twice_is_named_at_the_include_that_brought_the_line(
+    tmp_path, first, message
+):
+    page = (
+        '```python exec="on" timeout="1"\n'  # 1
+        '--8<-- "examples/compute.py:1:1"\n'  # 2
+        "x = 0\n"  # 3
+        '--8<-- "examples/compute.py:3:3"\n'  # 4
+        "```\n"
+    )
+    result = build_with_snippets(tmp_path, page, f"{first}\n# gap\nprint('later')\n")
+    assert result.returncode != 0
+    assert f"docs/examples/compute.py:1 (included at docs/index.md:2): {message}" in result.stderr
+
+
 def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"

@@ -424,7 +424,9 @@ class Adapter:
             # Lines that do not follow one another (two ranges, a section without the
             # markers of another) are parts of their own, each at its own line.
             parts.extend((path, first_line, included) for first_line, included in found.runs())
-            run.includes[(index, path)] = span.place(run.path, 1 + offset)
+            place = span.place(run.path, 1 + offset)
+            for number, _text in found.lines:
+                run.includes.setdefault((index, path, number), place)
         if pending:
             parts.append((home, start, "\n".join(pending)))
         if all(path == run.path for path, _line, _text in parts):

@@ -58,7 +58,8 @@ class PageRun:
             when the process first read it.
         environ: Environment variables it read, with their values.
         reads_lines: Whether its code looked at stack frames (and so at page lines).
-        includes: Where each ``--8<--`` in a block stands, by (fence index, file).
+        includes: Where the ``--8<--`` that brought each line of a file into a block
+            stands, by (fence index, file, line in the file); the first, if several did.
         rendering: The places of the blocks whose output is being rendered (a fence
             in an output was not written on the page).
         why: Why its cache record was not used, for the log.
@@ -82,7 +83,7 @@ class PageRun:
     files: dict[str, str | None] = field(default_factory=dict)
     environ: dict[str, str | None] = field(default_factory=dict)
     reads_lines: bool = False
-    includes: dict[tuple[int, str], str] = field(default_factory=dict)
+    includes: dict[tuple[int, str, int], str] = field(default_factory=dict)
     rendering: list[str] = field(default_factory=list)
     seconds: float = 0.0
     why: str = ""
@@ -190,7 +191,7 @@ class PageRun:
             line = failure.line if failure.line > 0 else block.first_line
             where = span.place(self.path, line - block.first_line + 1)
             if failure.path and failure.path != span.path:
-                at = self.includes.get((index, failure.path), span.place(self.path))
+                at = self.includes.get((index, failure.path, failure.line), span.place(self.path))
                 where = f"{failure.path}:{failure.line} (included at {at})"
             elif failure.path:
                 where = span.place(self.path, failure.line - span.file_line)
