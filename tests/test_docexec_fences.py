@@ -357,3 +357,30 @@ def test_an_include_is_dedented_as_pymdownx_snippets_dedents_it(tmp_path, spec):
     )
     theirs = md.preprocessors["snippet"].run(text.split("\n"))
     assert expand_snippets(text, [tmp_path], dedent=True).split("\n") == theirs
+
+
+@pytest.mark.parametrize(
+    ("files", "page"),
+    [
+        ({"f.py": 'a = 1\n--8<-- "g.py"', "g.py": "b = 2"}, '--8<-- "f.py"'),
+        (
+            {"f.py": '# --8<-- [start:s]\na = 1\n--8<-- "g.py"\n# --8<-- [end:s]', "g.py": "b"},
+            '--8<-- "f.py:s"',
+        ),
+        ({"f.py": 'a = 1\n--8<-- "f.py"'}, '--8<-- "f.py"'),
+        ({"e.py": ""}, 'x\n--8<-- "e.py:s"\ny'),
+        ({"g.py": "b = 2"}, ';--8<-- "g.py"\n    ;;--8<-- "g.py"'),
+    ],
+    ids=["include-of-include", "include-in-section", "itself", "empty-file", "escaped"],
+)
+def test_includes_in_includes_are_expanded_as_pymdownx_snippets_expands_them(tmp_path, files, page):
+    import markdown
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    md = markdown.Markdown(
+        extensions=["pymdownx.snippets"],
+        extension_configs={"pymdownx.snippets": {"base_path": [str(tmp_path)]}},
+    )
+    theirs = "\n".join(md.preprocessors["snippet"].run(page.split("\n")))
+    assert expand_snippets(page, [tmp_path]) == theirs

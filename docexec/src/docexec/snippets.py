@@ -17,6 +17,8 @@ from pathlib import Path
 
 #: An include line, as pymdownx.snippets matches it.
 SNIPPET = re.compile(r"""^(?P<indent>[ \t]*)-+8<-+[ \t]+(?P<q>["'])(?P<path>.+?)(?P=q)$""")
+#: An escaped include line: pymdownx.snippets shows it without one ``;``.
+_ESCAPED = re.compile(r"""^(?P<indent>[ \t]*);(?P<rest>;*-+8<-+[ \t]+(["']).+?\3)$""")
 #: Line ranges after the file's name: ``:3:5``, ``:3``, ``::5``, ``:-2``, ``:1:2,8:9``.
 _RANGES = re.compile(r"^(?P<file>.+?)(?P<ranges>(?::-?\d*){1,2}(?:,-?\d*(?::-?\d*)?)*)$")
 #: A section's name after the file's: ``file.md:setup``.
@@ -142,7 +144,7 @@ def read_included(
             lines = text.split("\n") if text else []
             if ranges:
                 picked = _ranges(ranges, len(lines))
-            elif section:
+            elif section and lines:  # an empty file brings nothing, section or not
                 picked = _section(section, lines)
             else:
                 picked = list(range(len(lines)))
@@ -166,14 +168,30 @@ def expand_snippets(text: str, base_paths: list[Path], dedent: bool = False) -> 
         dedent: pymdownx.snippets' ``dedent_subsections`` (see :func:`read_included`).
 
     Returns:
-        The text with every resolvable snippet line replaced.
+        The text with every resolvable snippet line replaced, and the includes in what
+        they bring (a file that includes itself, at any depth, brings nothing there).
+        An escaped include line (``;--8<-- "file"``) loses its ``;``.
     """
-    lines = []
-    for line in text.split("\n"):
+    return "\n".join(_expanded(text.split("\n"), base_paths, dedent, ()))
+
+
+def _expanded(
+    lines: list[str], base_paths: list[Path], dedent: bool, seen: tuple[Path, ...]
+) -> list[str]:
+    out = []
+    for line in lines:
+        if escaped := _ESCAPED.match(line):
+            out.append(escaped["indent"] + escaped["rest"])
+            continue
         match = SNIPPET.match(line)
         found = read_included(match.group("path"), base_paths, dedent) if match else None
         if found is None:
-            lines.append(line)
-        else:
-            lines.extend(match.group("indent") + part for _, part in found.lines)
-    return "\n".join(lines)
+            out.append(line)
+            continue
+        if found.file.resolve() in seen:
+            continue  # a file in itself: pymdownx.snippets leaves the line out
+
+        inner = [part for _, part in found.lines]
+        inner = _expanded(inner, base_paths, dedent, (*seen, found.file.resolve()))
+        out.extend(match.group("indent") + part for part in inner)
+    return out
