@@ -614,6 +614,21 @@ def test_a_file_included_twice_is_named_at_the_include_that_brought_the_line(
     assert f"docs/examples/compute.py:1 (included at docs/index.md:2): {message}" in result.stderr
 
 
+def test_an_include_that_cannot_be_split_by_file_is_named_at_its_include(tmp_path):
+    # The section's lines split a function (a marker inside it is left out): the parts
+    # do not compile alone, the block runs as one piece, and its line past the include
+    # is not the page's; the error names the include, not a line below the fence.
+    included = (
+        "# --8<-- [start:calc]\ndef f():\n    a = 1\n    # --8<-- [start:inner]\n"
+        "    return a / 0\n    # --8<-- [end:inner]\n# --8<-- [end:calc]\n"
+    )
+    page = 'Text.\n\n```python exec="on"\n--8<-- "examples/compute.py:calc"\nf()\n```\n\nMore.\n'
+    result = build_with_snippets(tmp_path, page, included)
+    assert result.returncode != 0
+    assert "docs/index.md:4 (in the code this line includes; " in result.stderr
+    assert "ZeroDivisionError" in result.stderr
+
+
 def test_nothing_a_failed_build_started_is_left_running(tmp_path):
     """mkdocs build | cat: the pipe closes when the build ends, and no child is left."""
     marker = f"{8000 + os.getpid() % 1000}.5"

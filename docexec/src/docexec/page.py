@@ -22,6 +22,7 @@ from docexec.cache import BlockRecord, CacheMiss, ExecutionCache, Record
 from docexec.export import ExecutedBlock
 from docexec.fences import Fence
 from docexec.memo import BlockHtml
+from docexec.snippets import SNIPPET
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -180,6 +181,13 @@ class PageRun:
         if self.worker is None:
             self.worker = PageWorker(self.root, self.path, self.seed, self.preload)
 
+    def _first_include(self, span: Fence) -> int | None:
+        """The offset, below the fence's opening, of its first ``--8<--`` line, if any."""
+        for offset, text in enumerate(self.lines[span.first + 1 : span.last]):
+            if SNIPPET.match(text.lstrip(" >")):
+                return offset
+        return None
+
     def run(self, block: Block, timeout: float, span: Fence) -> tuple[str, list[int]]:
         """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
         self.start()
@@ -190,7 +198,17 @@ class PageRun:
             self.close(kill=True)
             line = failure.line if failure.line > 0 else block.first_line
             where = span.place(self.path, line - block.first_line + 1)
-            if failure.path and failure.path != span.path:
+            include = self._first_include(span) if not block.parts else None
+            if not failure.path and include is not None and line - block.first_line >= include:
+                # The block includes code it could not be split into by file (an include
+                # inside a function, or split by a section marker): it ran as one piece,
+                # numbered from the fence, and past the include its lines are not the page's.
+                where = (
+                    f"{span.place(self.path, include + 1)} (in the code this line includes; "
+                    "docexec could not tell its file's line: an include inside a function, "
+                    "or split by a section marker, runs as one piece)"
+                )
+            elif failure.path and failure.path != span.path:
                 at = self.includes.get((index, failure.path, failure.line), span.place(self.path))
                 where = f"{failure.path}:{failure.line} (included at {at})"
             elif failure.path:
