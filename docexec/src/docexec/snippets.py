@@ -39,10 +39,6 @@ class Snippet:
     file: Path
     lines: tuple[tuple[int, str], ...]
 
-    @property
-    def text(self) -> str:
-        return "\n".join(text for _number, text in self.lines)
-
     def runs(self) -> list[tuple[int, str]]:
         """The lines as runs of consecutive lines: ``(first line, text)`` each."""
         runs: list[tuple[int, list[str]]] = []
