@@ -70,15 +70,19 @@ def _ranges(spec: str, count: int) -> list[int]:
     return picked
 
 
+def _marker(line: str) -> re.Match | None:
+    """``line``'s section marker (start or end), unless there is none or it is escaped."""
+    marker = _MARKER.match(line) if "8<-" in line else None
+    return marker if marker is not None and not marker["escape"] else None
+
+
 def _section(name: str, lines: list[str]) -> list[int] | None:
     """The 0-based indexes of the lines between ``--8<-- [start:name]`` and its end,
     other sections' markers left out, as pymdownx.snippets takes them; ``None``
     when the file has no such section. An escaped marker (``;--8<-- ...``) is text."""
     picked, inside, found = [], False, False
     for index, line in enumerate(lines):
-        marker = _MARKER.match(line) if "8<-" in line else None
-        if marker and marker["escape"]:
-            marker = None  # text
+        marker = _marker(line)
         if marker and marker["name"] == name:
             if marker["type"] == "start":
                 inside = found = True
@@ -87,12 +91,6 @@ def _section(name: str, lines: list[str]) -> list[int] | None:
         if inside and marker is None:  # another section's markers are left out
             picked.append(index)
     return picked if found else None
-
-
-def _is_marker(line: str) -> bool:
-    """Whether ``line`` is a section's start or end marker (not an escaped one)."""
-    marker = _MARKER.match(line) if "8<-" in line else None
-    return marker is not None and not marker["escape"]
 
 
 def _unescaped(line: str) -> str:
@@ -147,7 +145,7 @@ def read_included(
             if picked is None:
                 return None
             if not section:  # pymdownx.snippets drops the markers of sections as notation
-                picked = [i for i in picked if not _is_marker(lines[i])]
+                picked = [i for i in picked if _marker(lines[i]) is None]
             texts = [_unescaped(lines[i]) if unescape else lines[i] for i in picked]
             if dedent and (ranges or section):
                 texts = textwrap.dedent("\n".join(texts)).split("\n")
