@@ -393,7 +393,8 @@ class Adapter:
         page includes). Returns ``()`` (run the block as one piece, at page lines)
         when the block is the page's and includes nothing, or when the parts do not
         add up to the code that ran or do not each compile on their own (an include
-        inside a function).
+        inside a function); if the block does include a file, ``run.unsplit`` then
+        notes where its first include stands.
         """
         span = run.fences[index]
         home, line = (span.path, span.file_line) if span.path else (run.path, span.line)
@@ -401,6 +402,13 @@ class Adapter:
         parts: list[tuple[str, int, str]] = []
         pending: list[str] = []
         start = line + 1
+        first_include: int | None = None
+
+        def unsplit() -> tuple[()]:
+            if first_include is not None:
+                run.unsplit[index] = first_include
+            return ()
+
         for offset, raw in enumerate(run.lines[span.first + 1 : span.last]):
             text = raw.removeprefix(indent)
             match = SNIPPET.match(text)
@@ -417,10 +425,12 @@ class Adapter:
             if pending:
                 parts.append((home, start, "\n".join(pending)))
                 pending = []
+            if first_include is None:
+                first_include = offset
             try:
                 path = found.file.resolve().relative_to(self.root).as_posix()
             except ValueError:
-                return ()
+                return unsplit()
             # Lines that do not follow one another (two ranges, a section without the
             # markers of another) are parts of their own, each at its own line.
             parts.extend((path, first_line, included) for first_line, included in found.runs())
@@ -433,12 +443,12 @@ class Adapter:
             return ()
         # pymdownx.snippets may add blank lines around an include: compare the rest.
         if _nonblank("\n".join(text for *_, text in parts)) != _nonblank(source):
-            return ()
+            return unsplit()
         for path, _line, text in parts:
             try:
                 compile(text, path, "exec")
             except SyntaxError:
-                return ()
+                return unsplit()
         return tuple(parts)
 
     # Formatters -------------------------------------------------------------

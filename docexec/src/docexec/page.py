@@ -22,7 +22,6 @@ from docexec.cache import BlockRecord, CacheMiss, ExecutionCache, Record
 from docexec.export import ExecutedBlock
 from docexec.fences import Fence
 from docexec.memo import BlockHtml
-from docexec.snippets import SNIPPET
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 log = get_plugin_logger(__name__)
@@ -61,6 +60,9 @@ class PageRun:
         reads_lines: Whether its code looked at stack frames (and so at page lines).
         includes: Where the ``--8<--`` that brought each line of a file into a block
             stands, by (fence index, file, line in the file); the first, if several did.
+        unsplit: The blocks whose included code could not be run file by file (it runs
+            as one piece, numbered from the fence): the offset of their first include
+            below the fence's opening, by fence index.
         rendering: The places of the blocks whose output is being rendered (a fence
             in an output was not written on the page).
         why: Why its cache record was not used, for the log.
@@ -85,6 +87,7 @@ class PageRun:
     environ: dict[str, str | None] = field(default_factory=dict)
     reads_lines: bool = False
     includes: dict[tuple[int, str, int], str] = field(default_factory=dict)
+    unsplit: dict[int, int] = field(default_factory=dict)
     rendering: list[str] = field(default_factory=list)
     seconds: float = 0.0
     why: str = ""
@@ -181,13 +184,6 @@ class PageRun:
         if self.worker is None:
             self.worker = PageWorker(self.root, self.path, self.seed, self.preload)
 
-    def _first_include(self, span: Fence) -> int | None:
-        """The offset, below the fence's opening, of its first ``--8<--`` line, if any."""
-        for offset, text in enumerate(self.lines[span.first + 1 : span.last]):
-            if SNIPPET.match(text.lstrip(" >")):
-                return offset
-        return None
-
     def run(self, block: Block, timeout: float, span: Fence) -> tuple[str, list[int]]:
         """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
         self.start()
@@ -198,7 +194,7 @@ class PageRun:
             self.close(kill=True)
             line = failure.line if failure.line > 0 else block.first_line
             where = span.place(self.path, line - block.first_line + 1)
-            include = self._first_include(span) if not block.parts else None
+            include = self.unsplit.get(index) if not block.parts else None
             if not failure.path and include is not None and line - block.first_line >= include:
                 # The block includes code it could not be split into by file (an include
                 # inside a function, or split by a section marker): it ran as one piece,
