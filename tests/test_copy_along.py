@@ -7,9 +7,11 @@ with ``--8<--``). A ``python`` block that runs without showing its source is the
 own machinery (a figure, a generated sentence): the reader never sees it, so it is left
 out, and nothing the reader copies may use a name that only it defines.
 
-Each page's code runs in a fresh interpreter (forked from one that has imported torch
-and nothing else, which saves each page the import), outside the repository, one
-statement (a transcript input) or one block at a time, as pasting into ``python`` would. A block marked
+Each page's code runs in a fresh interpreter, outside the repository, one statement
+(a transcript input) or one block at a time, as pasting into ``python`` would. The
+interpreter is forked from one that has imported what the site's fork server preloads
+and nothing else (torch, and torch._dynamo, which a first optimizer step imports),
+which saves each page those imports. A block marked
 ``raises="SomeError"`` must raise that error; pasting goes on after it, and so does the run.
 """
 
@@ -104,6 +106,7 @@ def copyable_code(page: Path) -> list[Chunk]:
 SERVER = r"""
 import json, os, signal, sys
 import torch
+import torch._dynamo
 
 torch.set_num_threads(1)
 
