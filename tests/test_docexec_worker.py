@@ -7,6 +7,8 @@ torch, so about 0.03 s a page) and sends it blocks.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 import time
 
@@ -194,6 +196,29 @@ def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, mo
     finally:
         worker.close(kill=True)
     assert list(files) == ["helper.py"]
+
+
+def test_a_page_process_does_not_run_the_builds_main_script_again(tmp_path):
+    # A build started from a script that has no `if __name__ == "__main__"` guard:
+    # multiprocessing would run the script again in each child it starts.
+    (tmp_path / "docs").mkdir()
+    script = tmp_path / "build.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        from pathlib import Path
+        from docexec.worker import Block, PageWorker
+        with open({str(tmp_path / "runs.txt")!r}, "a") as runs:
+            print("the script ran", file=runs)
+        worker = PageWorker(Path({str(tmp_path)!r}), "docs/page.md", seed=0)
+        print(worker.run(Block("python", "print(6 * 7)", "", 2), 60).output, end="")
+        worker.close()
+        """)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert (result.returncode, result.stdout) == (0, "42\n"), result.stderr
+    assert (tmp_path / "runs.txt").read_text() == "the script ran\n"
 
 
 # Nothing outlives the page ----------------------------------------------------------------

@@ -16,6 +16,8 @@ import contextlib
 import faulthandler
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.popen_forkserver
+import multiprocessing.spawn
 import multiprocessing.util  # registers its exit handler now, before ours (see context)
 import os
 import re
@@ -622,6 +624,46 @@ def _start_fork_server() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+#: One page's process starts at a time (see :class:`_Popen`).
+_LAUNCH = threading.Lock()
+
+
+class _Popen(multiprocessing.popen_forkserver.Popen):
+    """Starts a page's process without the build's ``__main__``.
+
+    multiprocessing runs the parent's main script again in each child it starts (as
+    ``__mp_main__``), so that what the script defines can be unpickled there. For
+    ``mkdocs build`` that imported its command line again in every page's process
+    (70 ms), and a build started from a script without an ``if __name__ ==
+    "__main__"`` guard ran that whole script again in each. A page's process is sent
+    docexec's code only: it needs nothing of the build's main module.
+    """
+
+    def _launch(self, process_obj) -> None:
+        prepare = multiprocessing.spawn.get_preparation_data
+
+        def without_main(name: str) -> dict:
+            data = prepare(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        with _LAUNCH:
+            multiprocessing.spawn.get_preparation_data = without_main
+            try:
+                super()._launch(process_obj)
+            finally:
+                multiprocessing.spawn.get_preparation_data = prepare
+
+
+class _PageProcess(multiprocessing.context.ForkServerProcess):
+    """A process of the fork server, started by :class:`_Popen`."""
+
+    @staticmethod
+    def _Popen(process_obj):  # noqa: N802 - multiprocessing's name
+        return _Popen(process_obj)
+
+
 class ExampleFailure(Exception):
     """A block failed; ``str()`` is the message, ``line`` the line it names.
 
@@ -690,7 +732,7 @@ class PageWorker:
         # Not a daemon: a daemonic process may not have children, and a page may well
         # start some (a DataLoader with num_workers, a multiprocessing Pool). _LIVE
         # makes sure none outlives the build.
-        self._process = context.Process(
+        self._process = _PageProcess(
             target=serve,
             args=(
                 child,
@@ -791,7 +833,7 @@ class PageWorker:
                     if kind == "done" and payload.line > 0:
                         return self._end((payload.line, payload.path))
                 except (EOFError, ConnectionResetError):
-                    self._note(real, real=True)
+                    pass
         # The block did not stop (it swallowed the interruption): the sampled line.
         return self._end(self._running(line))
 
