@@ -240,7 +240,12 @@ def test_a_failed_install_stops_the_notebook_with_one_line(
 def installed(reader_venv, takeaways, built_site, site_url) -> Path:
     """The reader's venv after the first notebook's install cell and the pages' command."""
     python = str(reader_venv / "bin" / "python")
-    check = [python, "-c", "import learnable_parameters"]
+    # Found where an import would find it; importing it (torch with it) costs 3 s of CPU,
+    # and every notebook and script imports it next.
+    found = (
+        "import importlib.util, sys; sys.exit(not importlib.util.find_spec('learnable_parameters'))"
+    )
+    check = [python, "-c", found]
     assert run(check, reader_venv, takeaways).returncode != 0, "the venv is not fresh"
     notebook = first_notebook(takeaways)
     result = run([python, "-c", NOTEBOOK_RUNNER, notebook.name], reader_venv, notebook.parent)
