@@ -53,6 +53,9 @@ for line in sys.stdin:
         stderr = stdout
         if request["stderr"] != request["stdout"]:
             stderr = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        # An empty stdin, not the server's requests (nor what its sys.stdin has read ahead).
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        sys.stdin = sys.__stdin__ = open(0, closefd=False)
         os.dup2(stdout, 1)
         os.dup2(stderr, 2)
         signal.alarm(600)  # a guard against a hang, not a measurement
