@@ -7,24 +7,24 @@ with ``--8<--``). A ``python`` block that runs without showing its source is the
 own machinery (a figure, a generated sentence): the reader never sees it, so it is left
 out, and nothing the reader copies may use a name that only it defines.
 
-Each page's code runs in a fresh interpreter, outside the repository, one statement
-(a transcript input) or one block at a time, as pasting into ``python`` would. The
-interpreter is forked from one that has imported what the site's fork server preloads
-and nothing else (torch, and torch._dynamo, which a first optimizer step imports),
-which saves each page those imports. A block marked
-``raises="SomeError"`` must raise that error; pasting goes on after it, and so does the run.
+Each page's code runs in a fresh interpreter (forked from one that has imported torch
+and nothing else, which saves each page the imports: see forks), outside the repository,
+one statement (a transcript input) or one block at a time, as pasting into ``python``
+would. A block marked ``raises="SomeError"`` must raise that error; pasting goes on
+after it, and so does the run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+from forks import fork_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -100,22 +100,15 @@ def copyable_code(page: Path) -> list[Chunk]:
     return chunks
 
 
-# The reader's interpreter. A server imports torch once (as every page does first) and
-# forks a child per page: the child starts with an empty namespace, runs the page's
-# chunks (sent as JSON) one at a time, and exits 0, or 1 with the reason on its stderr.
-SERVER = r"""
-import json, os, signal, sys
-import torch
-import torch._dynamo
-
-torch.set_num_threads(1)
-
-
-def run(page, chunks):
+# The reader's interpreter, a child of one that has imported torch (see forks): it starts
+# with an empty namespace, runs the page's chunks one at a time, and exits 0, or 1 with
+# the reason on its stderr.
+RUN = r"""
+def run(request):
     namespace = {"__name__": "__main__"}
     raised = set()
-    for chunk in chunks:
-        where = f"docs/{page}:{chunk['line']}"
+    for chunk in request["chunks"]:
+        where = f"docs/{request['page']}:{chunk['line']}"
         try:
             exec(compile(chunk["code"], where, "exec"), namespace)
         except BaseException as error:
@@ -130,45 +123,22 @@ def run(page, chunks):
                   file=sys.stderr)
             return 1
     return 0
-
-
-for line in sys.stdin:
-    request = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        os.chdir(request["cwd"])  # outside the repository, as a reader's machine is
-        with open(os.devnull, "w") as devnull, open(request["report"], "w") as report:
-            os.dup2(devnull.fileno(), 1)
-            os.dup2(report.fileno(), 2)
-        signal.alarm(600)  # a guard against a hang, not a measurement
-        code = run(request["page"], request["chunks"])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    print(os.waitstatus_to_exitcode(status), flush=True)
 """
 
 
 @pytest.fixture(scope="module")
 def reader():
     """``reader(page, chunks, folder)`` runs the chunks as a reader would: (exit code, stderr)."""
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    with fork_server(sys.executable, RUN) as server:
 
-    def run(page: Path, chunks: list[Chunk], folder: Path) -> tuple[int, str]:
-        report = folder / "stderr.txt"
-        page_name, rows = json.loads(_payload(page, chunks))
-        request = {"page": page_name, "chunks": rows, "cwd": str(folder), "report": str(report)}
-        server.stdin.write(json.dumps(request) + "\n")
-        server.stdin.flush()
-        code = int(server.stdout.readline())
-        return code, report.read_text()
+        def run(page: Path, chunks: list[Chunk], folder: Path) -> tuple[int, str]:
+            report = folder / "stderr.txt"
+            page_name, rows = json.loads(_payload(page, chunks))
+            request = {"page": page_name, "chunks": rows, "cwd": str(folder)}
+            [code] = server([{**request, "stdout": os.devnull, "stderr": str(report)}])
+            return code, report.read_text()
 
-    yield run
-    server.stdin.close()
-    server.wait(timeout=60)
+        yield run
 
 
 def _payload(page: Path, chunks: list[Chunk]) -> str:

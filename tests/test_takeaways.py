@@ -11,6 +11,21 @@ a failing install each say in one line what to install. Every script prints, blo
 block, what its page shows: each block's output is compared with the page's record of
 that block (the execution cache's, which the build's page was rendered from). And no
 address on the site, the install's included, is a placeholder.
+
+The scripts run as children forked from one interpreter of the reader's venv that has
+imported torch (and torch._dynamo, which a first optimizer step imports) and nothing
+else of the reader's (see forks), which saves each the imports (2.7 s of CPU of its 2.6
+to 7, and 2.5 s more on the pages that train). That is a faithful ``python script.py``: the
+script runs in a new ``__main__`` module from its own folder (its name the only
+argument, its folder first on sys.path), so every name it uses needs its own imports;
+the server starts with ``PYTHONHASHSEED=0``, the hash seed the script would run itself
+again with (it sees it set and goes on), and the script seeds and sets torch's threads
+itself, as it would; stderr and stdout are one unbuffered stream; the exit code is the
+interpreter's. Its output is the same bytes as a ``python script.py`` run's (but for
+the memory addresses, which differ from run to run anyway). A whole ``python
+script.py`` run, its re-run with the page's hash seed included, still happens: the
+script that says what to install runs so, here, and test_docexec_export's script that
+starts as its page's process did.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import pytest
 import torch
 from bs4 import BeautifulSoup
 from conftest import venv_env
+from forks import fork_server
 
 from docexec.export import SCRIPT_BLOCK
 from docexec.session import AddressStabilizer, as_terminal
@@ -67,12 +83,24 @@ sys.exit(1 if failed else 0)
 """
 
 
-#: Runs a script with its stderr in its stdout, in the order written (as a pycon block
-#: shows them), as ``python SCRIPT`` would (the script may run itself again).
-SCRIPT_RUNNER = """
-import os, subprocess, sys
-os.environ["PYTHONUNBUFFERED"] = "1"
-sys.exit(subprocess.run([sys.executable, *sys.argv[1:]], stderr=subprocess.STDOUT).returncode)
+#: Runs a script as ``python SCRIPT`` runs it, in a child of the reader's interpreter
+#: that has imported torch (see forks, and why this is faithful in the module's
+#: docstring): the script's name its only argument, its folder first on sys.path, its
+#: code (named by its full path) in a new ``__main__`` module.
+SCRIPT_RUNNER = r"""
+def run(request):
+    import types
+    from importlib.machinery import SourceFileLoader
+
+    path = os.path.abspath(request["script"])
+    sys.argv = [request["script"]]
+    sys.path[0] = os.path.dirname(path)
+    main = sys.modules["__main__"] = types.ModuleType("__main__")
+    main.__file__, main.__cached__ = path, None
+    main.__loader__ = SourceFileLoader("__main__", path)
+    with open(path, "rb") as source:
+        exec(compile(source.read(), path, "exec"), main.__dict__)
+    return 0
 """
 
 
@@ -213,7 +241,12 @@ def test_a_failed_install_stops_the_notebook_with_one_line(
 def installed(reader_venv, takeaways, built_site, site_url) -> Path:
     """The reader's venv after the first notebook's install cell and the pages' command."""
     python = str(reader_venv / "bin" / "python")
-    check = [python, "-c", "import learnable_parameters"]
+    # Found where an import would find it; importing it (torch with it) costs 3 s of CPU,
+    # and every notebook and script imports it next.
+    found = (
+        "import importlib.util, sys; sys.exit(not importlib.util.find_spec('learnable_parameters'))"
+    )
+    check = [python, "-c", found]
     assert run(check, reader_venv, takeaways).returncode != 0, "the venv is not fresh"
     notebook = first_notebook(takeaways)
     result = run([python, "-c", NOTEBOOK_RUNNER, notebook.name], reader_venv, notebook.parent)
@@ -325,23 +358,34 @@ def script_outputs(stdout: str) -> dict[int, str]:
     return outputs
 
 
-def test_every_script_prints_what_its_page_shows_in_a_readers_venv(installed, takeaways):
+def test_every_script_prints_what_its_page_shows_in_a_readers_venv(installed, takeaways, tmp_path):
     scripts = sorted(takeaways.rglob("*.py"))
     assert len(scripts) > 1
     lines = {script: instrumented(script) for script in scripts}
-    python = str(installed / "bin" / "python")
-    results = in_parallel(
-        [([python, "-c", SCRIPT_RUNNER, script.name], script.parent) for script in scripts],
-        installed,
-    )
+    outputs = [tmp_path / f"{number}.txt" for number in range(len(scripts))]
+    # Started with the hash seed each script would run itself again with, and its stderr
+    # in its stdout, unbuffered, in the order written (as a pycon block shows them).
+    env = dict(venv_env(installed), PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
+    with fork_server(str(installed / "bin" / "python"), SCRIPT_RUNNER, env, parallel=2) as server:
+        codes = server(
+            [
+                {
+                    "script": script.name,
+                    "cwd": str(script.parent),
+                    "stdout": str(output),
+                    "stderr": str(output),
+                }
+                for script, output in zip(scripts, outputs, strict=True)
+            ]
+        )
     failures = []
-    for script, result in zip(scripts, results, strict=True):
-        name = script.relative_to(takeaways)
-        if result.returncode != 0:
-            failures.append(f"{name} failed:\n{result.stdout[-3000:]}")
+    for script, code, output in zip(scripts, codes, outputs, strict=True):
+        name, stdout = script.relative_to(takeaways), output.read_text()
+        if code != 0:
+            failures.append(f"{name} failed:\n{stdout[-3000:]}")
             continue
         page = shown_outputs(page_of(script, takeaways))
-        printed = script_outputs(result.stdout)
+        printed = script_outputs(stdout)
         assert lines[script] and sorted(printed) == sorted(page) == lines[script], name
         failures += [
             f"{name}: the block at {page_of(script, takeaways)}:{line} printed\n"
