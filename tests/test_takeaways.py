@@ -15,17 +15,17 @@ address on the site, the install's included, is a placeholder.
 The scripts run as children forked from one interpreter of the reader's venv that has
 imported torch (and torch._dynamo, which a first optimizer step imports) and nothing
 else of the reader's (see forks), which saves each the imports (2.7 s of CPU of its 2.6
-to 7, and 2.5 s more on the pages that train). That is a faithful ``python script.py``: the
-script runs in a new ``__main__`` module from its own folder (its name the only
+to 7, and 2.5 s more on the pages that train). That is a faithful ``python script.py``:
+the script runs in a new ``__main__`` module from its own folder (its name the only
 argument, its folder first on sys.path), so every name it uses needs its own imports;
 the server starts with ``PYTHONHASHSEED=0``, the hash seed the script would run itself
 again with (it sees it set and goes on), and the script seeds and sets torch's threads
 itself, as it would; stderr and stdout are one unbuffered stream; the exit code is the
-interpreter's. Its output is the same bytes as a ``python script.py`` run's (but for
-the memory addresses, which differ from run to run anyway). A whole ``python
-script.py`` run, its re-run with the page's hash seed included, still happens: the
-script that says what to install runs so, here, and test_docexec_export's script that
-starts as its page's process did.
+interpreter's. Its output is the same bytes as a ``python script.py`` run's (but for the
+memory addresses, which differ from run to run anyway). A whole ``python script.py``
+run, its re-run with the page's hash seed included, still happens: the script that says
+what to install runs so, here, and test_docexec_export's script that starts as its
+page's process did.
 """
 
 from __future__ import annotations

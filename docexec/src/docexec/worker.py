@@ -636,7 +636,10 @@ class _Popen(multiprocessing.popen_forkserver.Popen):
     ``mkdocs build`` that imported its command line again in every page's process
     (70 ms), and a build started from a script without an ``if __name__ ==
     "__main__"`` guard ran that whole script again in each. A page's process is sent
-    docexec's code only: it needs nothing of the build's main module.
+    docexec's code only: it needs nothing of the build's main module. multiprocessing
+    has no option for this: its preparation data is changed while a page's process
+    starts, one at a time (another process the build starts then would not get the
+    main module either).
     """
 
     def _launch(self, process_obj) -> None:
