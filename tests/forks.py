@@ -1,10 +1,8 @@
 """An interpreter that has imported torch, forking a child for each piece of code to run.
 
 Importing torch costs 2.7 to 3.5 s of CPU, as much as most of what the tests run after
-it, and a process's first optimizer step imports torch._dynamo, 2.5 s more. The server
-imports both, as the site's fork server preloads them (mkdocs.yml). ``fork_server(python,
-run)`` starts ``python`` (any venv's) with them imported (and the few standard modules
-its loop needs), and forks a child for each request: the child
+it. ``fork_server(python, run)`` starts ``python`` (any venv's) with torch imported (and
+the few standard modules its loop needs), as the site's fork server preloads it, and forks a child for each request: the child
 goes to the request's folder, writes its stdout and stderr to the request's files (the
 same file for both: one stream, in the order written) and exits as the interpreter
 would when ``run(request)``, the caller's function, returns its exit code or raises
@@ -25,7 +23,6 @@ from collections.abc import Callable, Iterator, Mapping
 HEAD = r"""
 import atexit, json, os, signal, sys
 import torch
-import torch._dynamo
 
 torch.set_num_threads(1)
 """

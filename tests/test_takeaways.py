@@ -13,9 +13,8 @@ that block (the execution cache's, which the build's page was rendered from). An
 address on the site, the install's included, is a placeholder.
 
 The scripts run as children forked from one interpreter of the reader's venv that has
-imported torch (and torch._dynamo, which a first optimizer step imports) and nothing
-else of the reader's (see forks), which saves each the imports (2.7 s of CPU of its 2.6
-to 7, and 2.5 s more on the pages that train). That is a faithful ``python script.py``:
+imported torch and nothing else of the reader's (see forks), which saves each the import
+(2.7 s of CPU of its 2.6 to 7). That is a faithful ``python script.py``:
 the script runs in a new ``__main__`` module from its own folder (its name the only
 argument, its folder first on sys.path), so every name it uses needs its own imports;
 the server starts with ``PYTHONHASHSEED=0``, the hash seed the script would run itself
