@@ -643,15 +643,15 @@ class _Popen(multiprocessing.popen_forkserver.Popen):
     """
 
     def _launch(self, process_obj) -> None:
-        prepare = multiprocessing.spawn.get_preparation_data
-
-        def without_main(name: str) -> dict:
-            data = prepare(name)
-            data.pop("init_main_from_path", None)
-            data.pop("init_main_from_name", None)
-            return data
-
         with _LAUNCH:
+            prepare = multiprocessing.spawn.get_preparation_data
+
+            def without_main(name: str) -> dict:
+                data = prepare(name)
+                data.pop("init_main_from_path", None)
+                data.pop("init_main_from_name", None)
+                return data
+
             multiprocessing.spawn.get_preparation_data = without_main
             try:
                 super()._launch(process_obj)
