@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 from markdown import Markdown
+from markdown_exec import markdown_config
 from test_docexec_session import as_block, normalise, real_repl
 
 from docexec.adapter import Adapter
@@ -31,7 +32,14 @@ def adapter(tmp_path_factory) -> Adapter:
 
 
 def render(adapter: Adapter, text: str, page: str = PAGE) -> str:
-    """The HTML of ``text`` as the page ``page`` of ``adapter``'s repository."""
+    """The HTML of ``text`` as the page ``page`` of ``adapter``'s repository.
+
+    markdown-exec renders an ``md`` fence's Markdown with the extensions its MkDocs
+    plugin saved in ``markdown_config``, reset after a build; a build that failed in
+    this process (another test's) left its own there, fences of markdown-exec's
+    formatters among them. This Markdown has no MkDocs: what is saved is no one's.
+    """
+    markdown_config.reset()
     text = textwrap.dedent(text).lstrip("\n")
     (Path(adapter.root) / page).write_text(text)
     md = Markdown(
@@ -124,6 +132,12 @@ def test_an_md_fence_runs_its_python_blocks_in_the_pages_process(adapter):
         """,
     )
     assert "the answer is 42, run by docexec: True" in text_of(html)
+
+
+def test_an_md_fence_runs_in_the_pages_process_after_a_failed_build_in_this_one(adapter):
+    # What a build that failed leaves (markdown-exec resets it after a build that ends).
+    markdown_config.save(["pymdownx.superfences"], {})
+    test_an_md_fence_runs_its_python_blocks_in_the_pages_process(adapter)
 
 
 def test_a_bash_fence_is_left_to_markdown_exec(adapter):
