@@ -163,32 +163,6 @@ def preloading(tmp_path, monkeypatch, module: str, text: str) -> PageWorker:
     return PageWorker(tmp_path, PAGE, seed=0, preload=("torch", module))
 
 
-def test_a_preloaded_modules_exit_finalizer_is_the_servers_a_pages_own_still_runs(
-    tmp_path, monkeypatch
-):
-    # What torch's operator libraries register (0.1 s to undo at each page's exit).
-    worker = preloading(
-        tmp_path,
-        monkeypatch,
-        "finalizing",
-        """
-        import weakref
-        class Held: pass
-        held = Held()
-        weakref.finalize(held, print, "the server's finalizer")
-        """,
-    )
-    run(
-        worker,
-        python(
-            "import weakref\nclass Own: pass\nown = Own()\n"
-            "weakref.finalize(own, print, 'the page finalizer')"
-        ),
-    )
-    worker.close()
-    assert worker.atexit_output == "the page finalizer\n"
-
-
 def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
     worker = preloading(tmp_path, monkeypatch, "helper", "VALUE = 1\n")
     try:
