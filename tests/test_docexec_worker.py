@@ -152,19 +152,14 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
     assert worker.atexit_output == "bye\n"
 
 
-def preloading(tmp_path, monkeypatch, module: str, text: str) -> PageWorker:
-    """A page's process whose fork server preloads ``module`` (``text``), a file of the
-    repository at ``tmp_path``, found on the server's ``PYTHONPATH``."""
+def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
     (tmp_path / "docs").mkdir()
     (tmp_path / PAGE).write_text("# A page\n")
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(text))
+    (tmp_path / "helper.py").write_text("VALUE = 1\n")
+    # Found on the fork server's PYTHONPATH (another preload: the server starts anew).
     paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # the server starts anew
-    return PageWorker(tmp_path, PAGE, seed=0, preload=("torch", module))
-
-
-def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
-    worker = preloading(tmp_path, monkeypatch, "helper", "VALUE = 1\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch", "helper"))
     try:
         files = worker.run(python("print(1)"), 60).files
     finally:
