@@ -10,6 +10,10 @@ would when ``run(request)``, the caller's function, returns its exit code or rai
 functions run, the streams flushed; the modules are not torn down, which costs a second
 of CPU with torch loaded and shows nothing). Each child starts from the same state:
 torch imported, nothing run.
+
+``kernel_server(python, folder, env)`` does the same for Jupyter kernels: a kernel spec
+whose command hands the kernel's start to a server that has imported torch and
+ipykernel's modules, which forks the kernel.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 #: The server before the caller's ``run``: torch imported, computing on one thread.
 HEAD = r"""
@@ -112,4 +117,107 @@ def fork_server(
         yield serve
     finally:
         server.stdin.close()
+        server.wait(timeout=60)
+
+
+#: A Jupyter kernel's process, as the kernel manager starts it (the kernel spec's
+#: ``argv``): it hands its arguments, folder, environment and standard streams to the
+#: kernel server, which forks the kernel; it passes on the signals it gets (an
+#: interrupt, a stop) and ends when the kernel does. Killed (an immediate shutdown),
+#: its end of the connection closes, and the kernel ends at once.
+FORWARDER = r"""
+import json, os, signal, socket, sys
+
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+conn.connect(sys.argv[1])
+env = {key: value for key, value in os.environ.items() if key != "JUPYTER_PATH"}
+request = {"argv": sys.argv[2:], "cwd": os.getcwd(), "env": env}
+socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+pid = int(conn.recv(64))
+for number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(number, lambda signum, frame: os.kill(pid, signum))
+while conn.recv(64):
+    pass
+"""
+
+#: The kernel server: torch and ipykernel imported, nothing run; for each forwarder
+#: that connects, a child that takes its streams, folder, environment and arguments
+#: and runs ``python -m ipykernel_launcher`` in a new ``__main__``, as the kernel
+#: spec's own command would.
+KERNELS = r"""
+import json, os, runpy, signal, socket, sys, threading
+import torch
+import ipykernel.ipkernel, ipykernel.zmqshell
+
+
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+listener.bind(sys.argv[1])
+listener.listen()
+print("ready", flush=True)
+while True:
+    conn, _ = listener.accept()
+    message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    if os.fork():
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+        continue
+    listener.close()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    request = json.loads(message)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    conn.sendall(f"{os.getpid()}".encode())
+
+    def end_with_forwarder():
+        conn.recv(1)
+        os._exit(1)
+
+    threading.Thread(target=end_with_forwarder, daemon=True).start()
+    sys.argv = ["ipykernel_launcher", *request["argv"]]
+    code = 0
+    try:
+        runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else 0 if error.code is None else 1
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+"""
+
+
+@contextlib.contextmanager
+def kernel_server(python: str, folder: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """Jupyter kernels forked from ``python`` (any venv's) with torch imported; yields
+    the ``JUPYTER_PATH`` under which its kernel spec is ``python3``.
+
+    A kernel so started is the kernel spec's ``python -m ipykernel_launcher -f FILE``
+    with its imports of torch and ipykernel done (2.7 to 3.5 s of CPU each): the
+    notebook's namespace is new and its code runs as in a fresh kernel (every name it
+    uses needs its own imports); string hashing is the server's, started with ``env``
+    as the kernels are. ``folder`` holds the socket and the kernel spec.
+    """
+    socket_path = folder / "kernels.sock"
+    spec = folder / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [python, "-c", FORWARDER, str(socket_path), "-f", "{connection_file}"]
+    spec.joinpath("kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
+    )
+    server = subprocess.Popen(
+        [python, "-c", KERNELS, str(socket_path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout.readline() == "ready\n", "the kernel server did not start"
+        yield str(folder / "jupyter")
+    finally:
+        server.terminate()
         server.wait(timeout=60)

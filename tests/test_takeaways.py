@@ -24,7 +24,9 @@ interpreter's. Its output is the same bytes as a ``python script.py`` run's (but
 memory addresses, which differ from run to run anyway). A whole ``python script.py``
 run, its re-run with the page's hash seed included, still happens: the script that says
 what to install runs so, here, and test_docexec_export's script that starts as its
-page's process did.
+page's process did. The notebooks after the first run likewise in kernels forked from
+one that has imported torch (forks.kernel_server); the first, which installs the
+package, and the failing install each start a kernel of their own.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import pytest
 import torch
 from bs4 import BeautifulSoup
 from conftest import venv_env
-from forks import fork_server
+from forks import fork_server, kernel_server
 
 from docexec.export import SCRIPT_BLOCK
 from docexec.session import AddressStabilizer, as_terminal
@@ -103,16 +105,24 @@ def run(request):
 """
 
 
-def run(args: list[str], venv_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+def reader_env(venv_dir: Path) -> dict[str, str]:
+    """The environment of a shell with the reader's venv active."""
+    # pip leaves bytecode to the first import, as --no-compile does: compiling the
+    # whole of what the notebook's install cell brings (SciPy, scikit-learn) took
+    # 10 of its 16 s, for modules that no page imports. "0": pip reads the variable
+    # as the value of the option --no-compile negates, not of --no-compile itself
+    # (a "double negative", pypa/pip#9955); PIP_NO_COMPILE=1 compiles everything.
+    return dict(venv_env(venv_dir), PIP_NO_COMPILE="0")
+
+
+def run(
+    args: list[str], venv_dir: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``args`` from ``cwd`` in the reader's venv (``env``: more variables)."""
     return subprocess.run(
         args,
         cwd=cwd,
-        # pip leaves bytecode to the first import, as --no-compile does: compiling the
-        # whole of what the notebook's install cell brings (SciPy, scikit-learn) took
-        # 10 of its 16 s, for modules that no page imports. "0": pip reads the variable
-        # as the value of the option --no-compile negates, not of --no-compile itself
-        # (a "double negative", pypa/pip#9955); PIP_NO_COMPILE=1 compiles everything.
-        env=dict(venv_env(venv_dir), PIP_NO_COMPILE="0"),
+        env={**reader_env(venv_dir), **(env or {})},
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -259,22 +269,31 @@ def installed(reader_venv, takeaways, built_site, site_url) -> Path:
     return reader_venv
 
 
-def in_parallel(jobs: list[tuple[list[str], Path]], venv_dir: Path) -> list:
-    """Run ``(command, folder)`` jobs two at a time (the machine's cores are few)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(lambda job: run(job[0], venv_dir, job[1]), jobs))
-
-
-def test_every_notebook_runs_in_a_readers_venv(installed, takeaways):
-    # All but the first, which ran top to bottom as it installed the package (installed).
+def test_every_notebook_runs_in_a_readers_venv(installed, takeaways, tmp_path):
+    # All but the first, which ran top to bottom in a kernel of its own as it installed
+    # the package (installed). These run in kernels forked from one that has imported
+    # torch and ipykernel's own modules (see forks.kernel_server): a fresh kernel each,
+    # as Jupyter starts it, without the 3 to 4 s of CPU those imports take.
     first = first_notebook(takeaways)
     notebooks = sorted(str(path) for path in takeaways.rglob("*.ipynb") if path != first)
     assert len(notebooks) > 1
     python = str(installed / "bin" / "python")
     halves = [notebooks[0::2], notebooks[1::2]]  # one runner for each half
-    results = in_parallel(
-        [([python, "-c", NOTEBOOK_RUNNER, *half], takeaways) for half in halves], installed
-    )
+    with (
+        kernel_server(python, tmp_path, reader_env(installed)) as jupyter_path,
+        ThreadPoolExecutor(max_workers=2) as pool,  # the machine's cores are few
+    ):
+        results = list(
+            pool.map(
+                lambda half: run(
+                    [python, "-c", NOTEBOOK_RUNNER, *half],
+                    installed,
+                    takeaways,
+                    env={"JUPYTER_PATH": jupyter_path},
+                ),
+                halves,
+            )
+        )
     failures = [result.stdout[-5000:] for result in results if result.returncode != 0]
     assert not failures, "\n".join(failures)
 
