@@ -152,14 +152,45 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
     assert worker.atexit_output == "bye\n"
 
 
-def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
+def preloading(tmp_path, monkeypatch, module: str, text: str) -> PageWorker:
+    """A page's process whose fork server preloads ``module`` (``text``), a file of the
+    repository at ``tmp_path``, found on the server's ``PYTHONPATH``."""
     (tmp_path / "docs").mkdir()
     (tmp_path / PAGE).write_text("# A page\n")
-    (tmp_path / "helper.py").write_text("VALUE = 1\n")
-    # Found on the fork server's PYTHONPATH (another preload: the server starts anew).
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(text))
     paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch", "helper"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # the server starts anew
+    return PageWorker(tmp_path, PAGE, seed=0, preload=("torch", module))
+
+
+def test_a_preloaded_modules_exit_finalizer_is_the_servers_a_pages_own_still_runs(
+    tmp_path, monkeypatch
+):
+    # What torch's operator libraries register (0.1 s to undo at each page's exit).
+    worker = preloading(
+        tmp_path,
+        monkeypatch,
+        "finalizing",
+        """
+        import weakref
+        class Held: pass
+        held = Held()
+        weakref.finalize(held, print, "the server's finalizer")
+        """,
+    )
+    run(
+        worker,
+        python(
+            "import weakref\nclass Own: pass\nown = Own()\n"
+            "weakref.finalize(own, print, 'the page finalizer')"
+        ),
+    )
+    worker.close()
+    assert worker.atexit_output == "the page finalizer\n"
+
+
+def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
+    worker = preloading(tmp_path, monkeypatch, "helper", "VALUE = 1\n")
     try:
         files = worker.run(python("print(1)"), 60).files
     finally:

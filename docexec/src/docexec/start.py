@@ -82,6 +82,14 @@ class _SeedOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def ready_to_seed() -> None:
+    """Import what :func:`seed_module` uses of the modules already imported (NumPy
+    loads ``numpy.random`` on first use), so that seeding a process forked later
+    costs it nothing."""
+    if "numpy" in sys.modules:
+        import numpy.random  # noqa: F401
+
+
 def seed_page(seed: int) -> None:
     """Seed a page's process as :func:`seed_everything` seeds a take-away, importing nothing.
 

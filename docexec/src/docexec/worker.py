@@ -249,6 +249,8 @@ class PageReads:
         self.untracked: set[str] = set()
         self._local = threading.local()
         self._modules: dict[str, object] = {}
+        #: Installed folders, by the path they were named by (see :meth:`_realpath`).
+        self._installed: dict[str, str] = {}
         sys.addaudithook(self._hook)
         # Environment variables are read without an audit event: note them where
         # every read of os.environ goes (os.environ[...], .get, os.getenv, "X" in),
@@ -369,11 +371,12 @@ class PageReads:
             and not filename.startswith(_DOCEXEC)  # docexec's own code is not the page's
         )
 
-    def _note(self, path, made: bool = False) -> None:
-        """Fingerprint ``path`` now if it is the repository's and not read before."""
+    def _note(self, path, made: bool = False, real: bool = False) -> None:
+        """Fingerprint ``path`` now if it is the repository's and not read before
+        (``real``: ``path`` is a real path already)."""
         self._busy = True  # the fingerprint's own reads are docexec's, not the page's
         try:
-            path = os.path.realpath(os.fsdecode(path))
+            path = path if real else self._realpath(os.fsdecode(path))
             if (
                 not path.startswith(self.root)
                 or path.startswith(self.skip)
@@ -392,12 +395,40 @@ class PageReads:
         finally:
             self._busy = False
 
+    def _realpath(self, path: str) -> str:
+        """``os.path.realpath(path)``, each installed folder resolved once.
+
+        A page's first :meth:`take` resolves every module the fork server imported
+        (some thousand with torch, in a few hundred folders): a full resolution of
+        each took 80 ms of every page. A folder that resolves into the installed
+        folders (a virtual environment, the standard library) is remembered; a page
+        does not move those while it runs. The file itself is still checked: a link
+        there may lead into the repository.
+        """
+        folder, name = os.path.split(path)
+        real = self._installed.get(folder)
+        if real is None:
+            if name in ("", ".", "..") or not os.path.isabs(folder):
+                return os.path.realpath(path)
+            real = os.path.join(os.path.realpath(folder), "")
+            if not real.startswith(self.skip):
+                return os.path.realpath(path)
+            self._installed[folder] = real
+        joined = real + name
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
     def take(self) -> dict[str, str | None]:
         """What was first read since the last call, as paths relative to the root, each
         with its fingerprint then."""
+        preloaded = sys.modules.get("docexec.preloaded")  # in a process of the fork server
+        real_files = preloaded.REAL_FILES if preloaded else {}
         for name, module in list(sys.modules.items()):
             if self._modules.get(name) is not module:
                 self._modules[name] = module
+                known, real = real_files.get(name, (None, ""))
+                if known is module:
+                    self._note(real, real=True)
+                    continue
                 file = getattr(module, "__file__", None)
                 if isinstance(file, str) and os.path.isabs(file):
                     self._note(file)
@@ -679,7 +710,8 @@ class PageWorker:
         if preload != cls._preload:
             if cls._preload is not None and not _LIVE:
                 multiprocessing.forkserver._forkserver._stop()
-            cls._context.set_forkserver_preload(list(preload))
+            # Then what every page's process needs, prepared once (docexec.preloaded).
+            cls._context.set_forkserver_preload([*preload, "docexec.preloaded"])
             cls._preload = preload
         return cls._context
 

@@ -1,0 +1,44 @@
+"""What the fork server prepares for every page's process, once, after its preloads.
+
+The fork server imports the plugin's ``preload`` modules, then this one (see
+``PageWorker.context``). Each page's process is forked from the server, so what
+is done here is done once per server instead of once per page:
+
+- Each module's file, resolved to its real path (:data:`REAL_FILES`): a page's read
+  tracking looks at every module its process holds (``PageReads.take``), some
+  thousand with torch, which took 80 ms of every page to resolve.
+- What seeding will use of a module already imported: ``numpy.random``, which NumPy
+  loads on first use (60 ms of every page that has NumPy).
+- The exit finalizers the preloads registered (``weakref.finalize``: torch's
+  operator libraries take 0.1 s to tear down) no longer run at a page's exit. They
+  undo what the server's imports did, in a process about to end; a page's own
+  finalizers and ``atexit`` handlers still run, as at a script's exit.
+
+What it leaves alone: docexec's own page loop (``docexec.worker``, and with it
+``docexec.session``), which a page's process imports as it starts. Imported here, it
+would save a page 30 ms more, but its module state (the fork handlers it registers,
+among others) would be the server's, shared by every page; a multiprocessing ``Pool``
+in a page's process hung twice in about ten full test runs after a change that
+imported it here, and the cause was not found.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+
+from docexec.start import ready_to_seed
+
+#: Each module the server holds, by name: the module, and its file's real path.
+REAL_FILES: dict[str, tuple[object, str]] = {}
+
+for _name, _module in list(sys.modules.items()):
+    _file = getattr(_module, "__file__", None)
+    if isinstance(_file, str) and os.path.isabs(_file):
+        REAL_FILES[_name] = (_module, os.path.realpath(_file))
+
+ready_to_seed()
+
+for _finalizer in list(weakref.finalize._registry):  # noqa: SLF001 - no public listing
+    _finalizer.atexit = False
