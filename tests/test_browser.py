@@ -494,15 +494,23 @@ def test_search_finds_a_term_from_a_page_body(browser, site_pages, built_site, s
         context.close()
 
 
-def code_blocks(built_site: Path, site_pages: list):
-    """Every code block of the site, in order: its page, its index there, its ``<code>``."""
+@pytest.fixture(scope="module")
+def code_blocks(built_site: Path, site_pages: list) -> list:
+    """Every code block of the site, in order: its page, its index there, its ``<code>``.
+
+    Parsed once for the tests that look for one (the site's pages take 2 s to parse).
+    """
+    found = []
     for site_page in site_pages:
         file = built_site / site_page.path
         file = file / "index.html" if file.is_dir() else file
         soup = BeautifulSoup(file.read_text(), "html.parser")
-        for number, code in enumerate(soup.select("pre > code")):
-            if code.get_text().strip():
-                yield site_page, number, code
+        found += [
+            (site_page, number, code)
+            for number, code in enumerate(soup.select("pre > code"))
+            if code.get_text().strip()
+        ]
+    return found
 
 
 def is_pycon(code) -> bool:
@@ -539,21 +547,17 @@ def is_install_command(code) -> bool:
 
 
 @pytest.mark.parametrize("which", [is_python, is_install_command])
-def test_copy_button_copies_a_block_without_prompts_as_shown(
-    browser, site_pages, built_site, which
-):
-    site_page, number, code = next(
-        (block for block in code_blocks(built_site, site_pages) if which(block[2])), (None,) * 3
-    )
+def test_copy_button_copies_a_block_without_prompts_as_shown(browser, code_blocks, which):
+    site_page, number, code = next((block for block in code_blocks if which(block[2])), (None,) * 3)
     assert site_page, f"no code block on the site for which {which.__name__}"
     copied = copy_with_the_button(browser, site_page.url, number)
     assert copied.rstrip("\n") == code.get_text().rstrip("\n"), f"copied from {site_page.url}"
 
 
-def first_pycon_blocks(built_site: Path, site_pages: list) -> list:
+def first_pycon_blocks(code_blocks: list) -> list:
     """Each page's first ``>>>`` block that shows no traceback: it needs no earlier block."""
     firsts = {}
-    for site_page, number, code in code_blocks(built_site, site_pages):
+    for site_page, number, code in code_blocks:
         if is_pycon(code) and site_page.path not in firsts:
             firsts[site_page.path] = (site_page, number, code)
     return [block for block in firsts.values() if not block[2].select_one(".gt")]
@@ -566,10 +570,8 @@ def shown_output(code) -> str:
 
 
 @pytest.mark.parametrize("kind", ["one-line statements", "a statement over several lines"])
-def test_copy_button_copies_what_a_reader_types_at_the_prompt(
-    browser, site_pages, built_site, tmp_path, kind
-):
-    blocks = first_pycon_blocks(built_site, site_pages)
+def test_copy_button_copies_what_a_reader_types_at_the_prompt(browser, code_blocks, tmp_path, kind):
+    blocks = first_pycon_blocks(code_blocks)
     if kind == "a statement over several lines":
         blocks = [b for b in blocks if re.search(r"^\.\.\. ", b[2].get_text(), re.M)]
     assert blocks, f"no page starts with a >>> block of {kind} and no traceback"
