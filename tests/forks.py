@@ -2,14 +2,14 @@
 
 Importing torch costs 2.7 to 3.5 s of CPU, as much as most of what the tests run after
 it. ``fork_server(python, run)`` starts ``python`` (any venv's) with torch imported (and
-the few standard modules its loop needs), as the site's fork server preloads it, and forks a child for each request: the child
-goes to the request's folder, writes its stdout and stderr to the request's files (the
-same file for both: one stream, in the order written) and exits as the interpreter
-would when ``run(request)``, the caller's function, returns its exit code or raises
-(``SystemExit``'s code or message, an uncaught exception's traceback and 1, ``atexit``'s
-functions run, the streams flushed; the modules are not torn down, which costs a second
-of CPU with torch loaded and shows nothing). Each child starts from the same state:
-torch imported, nothing run.
+the few standard modules its loop needs), as the site's fork server preloads it, and
+forks a child for each request: the child goes to the request's folder, writes its
+stdout and stderr to the request's files (the same file for both: one stream, in the
+order written) and exits as the interpreter would when ``run(request)``, the caller's
+function, returns its exit code or raises (``SystemExit``'s code or message, an uncaught
+exception's traceback and 1, ``atexit``'s functions run, the streams flushed; the
+modules are not torn down, which costs a second of CPU with torch loaded and shows
+nothing). Each child starts from the same state: torch imported, nothing run.
 
 ``kernel_server(python, folder, env)`` does the same for Jupyter kernels: a kernel spec
 whose command hands the kernel's start to a server that has imported torch and
@@ -147,8 +147,9 @@ while conn.recv(64):
 KERNELS = r"""
 import json, os, runpy, signal, socket, sys, threading
 import torch
+# What ipykernel.kernelapp imports, but not that module, which reads JPY_PARENT_PID
+# as it is imported: the kernel's own environment, known only in the child.
 import ipykernel.ipkernel, ipykernel.zmqshell
-
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -180,17 +181,14 @@ while True:
 
     threading.Thread(target=end_with_forwarder, daemon=True).start()
     sys.argv = ["ipykernel_launcher", *request["argv"]]
-    code = 0
     try:
         runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
-    except SystemExit as error:
-        code = error.code if isinstance(error.code, int) else 0 if error.code is None else 1
-    except BaseException:
-        sys.excepthook(*sys.exc_info())
-        code = 1
+    except BaseException as error:  # no one reads a kernel's exit code: its end is what counts
+        if not isinstance(error, SystemExit):
+            sys.excepthook(*sys.exc_info())
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(0)
 """
 
 
