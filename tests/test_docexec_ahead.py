@@ -128,6 +128,44 @@ def test_the_longest_page_by_its_last_run_starts_first(tmp_path):
     assert [name for _start, name in starts] == expected
 
 
+def test_pages_never_run_start_the_most_code_first(tmp_path):
+    # No page has run: the one with the most lines of code starts first (it may be the
+    # longest), whatever the names' order.
+    pages = timed_pages({"a": 0.05, "b": 0.05, "c": 0.05})
+    for name, lines in [("b", 20), ("c", 5)]:
+        padding = "".join(f"# line {i}\n" for i in range(lines))
+        pages[f"{name}.md"] = pages[f"{name}.md"].replace("import os", padding + "import os")
+    root = write_site(tmp_path, pages)
+    result = build_in_process(root, {"DOCEXEC_JOBS": "1"})
+    assert result.returncode == 0, result.log
+    starts = sorted((start, name) for name, (start, _end) in intervals(root).items())
+    assert [name for _start, name in starts] == ["b", "c", "a"]
+
+
+@pytest.mark.parametrize("when", ["ahead", "as-it-renders"])
+def test_a_pages_recorded_duration_leaves_out_its_wait_for_the_fork_server(
+    tmp_path, monkeypatch, when
+):
+    # The fork server takes 2 s to import what it preloads; the page's block takes next
+    # to nothing. The first page waits for the server, but that is not its duration:
+    # counted, it would rank a short page first in the next build. A block that
+    # includes code is not foreseen: it runs as its page renders.
+    code = '--8<-- "code.py"' if when == "as-it-renders" else "print(1)"
+    page = f'# A\n\n```python exec="on" result="text"\n{code}\n```\n'
+    # A module of its own each time: a server that preloads it starts anew (this
+    # process keeps one server while the modules asked for stay the same).
+    slow = f"slow_to_import_{when.replace('-', '_')}"
+    root = write_site(tmp_path, {"a.md": page}, preload=[slow])
+    (root / "snippets" / "code.py").write_text("print(1)\n")
+    (root / f"{slow}.py").write_text("import time\ntime.sleep(2)\n")
+    monkeypatch.syspath_prepend(str(root))  # found by the build, and by its fork server
+    result = build_in_process(root, {"DOCEXEC_JOBS": "1"})
+    assert result.returncode == 0, result.log
+    assert ("as the page renders" in result.log) == (when == "as-it-renders"), result.log
+    record = json.loads((root / ".cache" / "docexec" / "docs" / "a.md.json").read_text())
+    assert record["seconds"] < 2, record["seconds"]
+
+
 def endless_page(tmp_path: Path) -> tuple[str, str]:
     """A page whose block waits on a process that sleeps for ten minutes, and the marker
     that process's command line holds (to find it left behind)."""

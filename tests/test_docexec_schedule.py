@@ -27,13 +27,14 @@ def test_a_jobs_value_that_is_not_a_count_is_an_error_naming_it(value):
         jobs(0, {"DOCEXEC_JOBS": value})
 
 
-def test_pages_run_longest_first_and_new_pages_by_name():
-    assert longest_first({"b.md": 1.0, "a.md": None, "c.md": 5.0, "d.md": None}) == [
-        "c.md",
-        "b.md",
-        "a.md",
-        "d.md",
-    ]
+def test_pages_never_run_start_first_the_most_code_first_then_the_longest():
+    seconds = {"b.md": 1.0, "a.md": None, "c.md": 5.0, "d.md": None, "e.md": None}
+    lines = {"a.md": 3, "d.md": 40, "e.md": 3, "b.md": 500, "c.md": 1}
+    # A page never run may be the longest: it goes first, the most code first (ties
+    # by name); a page with a duration is placed by it, whatever its length.
+    assert longest_first(seconds, lines) == ["d.md", "a.md", "e.md", "c.md", "b.md"]
+    # Without lengths, the pages never run keep their names' order.
+    assert longest_first(seconds) == ["a.md", "d.md", "e.md", "c.md", "b.md"]
 
 
 def test_shards_balance_recorded_time_and_every_page_lands_once():

@@ -77,7 +77,6 @@ class PagesAhead:
 
     def _run_page(self, run: PageRun, foreseen: list[tuple[Block, float, Fence]]) -> bool:
         """Run the page's blocks; ``False`` if it was stopped first."""
-        started = time.perf_counter()
         for block, timeout, span in foreseen:
             if self._stop.is_set():
                 return False
@@ -87,10 +86,13 @@ class PagesAhead:
                 # been importing what it preloads): _halt found no process to kill.
                 run.close(kill=True)
                 return False
+            # The blocks' time, not the start's: the first pages of a build wait there
+            # for the fork server's imports, which is no page's own duration.
+            started = time.perf_counter()
             output, raised = run.run(block, timeout, span)
+            run.seconds += time.perf_counter() - started
             run.sent.append((block, timeout, span))
             run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
-        run.seconds = time.perf_counter() - started
         run.close()
         return True
 

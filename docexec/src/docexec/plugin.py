@@ -245,7 +245,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         """Run every page whose record is missing or stale, before MkDocs renders any.
 
         Up to ``jobs`` pages run at once, the longest first by the seconds their last
-        run took; their records are kept for the render (and stored in the cache), which
+        run took (pages never run first, the most code first); their records are kept for the render (and stored in the cache), which
         then replays them. A page whose blocks cannot be foreseen from its Markdown
         (a block with included code, options in braces) is left to run as it renders,
         and so is a block the render finds that was not foreseen. When a page fails,
@@ -302,7 +302,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                         f"{run.path}: its blocks will run as the page renders (one of them "
                         "includes code, or has options in braces)"
                     )
-        rank = {page: i for i, page in enumerate(schedule.longest_first(took))}
+        lines = {
+            run.path: sum(len(block.source.splitlines()) for block, _timeout, _fence in foreseen)
+            for run, foreseen in todo
+        }
+        rank = {page: i for i, page in enumerate(schedule.longest_first(took, lines))}
         todo.sort(key=lambda item: rank[item[0].path])
         for run, _ in todo:
             if run.path in unreadable:

@@ -1,10 +1,10 @@
 """Which pages run where: on how many cores at once, in which order, on which machine.
 
 Pages whose records are missing or stale run before MkDocs renders anything (see
-:meth:`docexec.plugin.DocExecPlugin.run_ahead`), up to :func:`jobs` at once, the
-longest first by the seconds their last run took. ``python -m docexec run --shard K/N`` runs the pages
-of one shard: :func:`shards` gives every machine the same assignment from the same
-recorded durations, and spreads pages never run before by a stable hash.
+:meth:`docexec.plugin.DocExecPlugin.run_ahead`), up to :func:`jobs` at once, in the
+order :func:`longest_first` gives. ``python -m docexec run --shard K/N`` runs the
+pages of one shard: :func:`shards` gives every machine the same assignment from the
+same recorded durations, and spreads pages never run before by a stable hash.
 """
 
 from __future__ import annotations
@@ -40,9 +40,26 @@ def jobs(option: int, environ: Mapping[str, str] = os.environ) -> int:
     return option or available_cores()
 
 
-def longest_first(seconds: Mapping[str, float | None]) -> list[str]:
-    """Pages by their last run's duration, longest first; never run, then by name."""
-    return sorted(seconds, key=lambda page: (-(seconds[page] or 0.0), page))
+def longest_first(
+    seconds: Mapping[str, float | None], lines: Mapping[str, int] | None = None
+) -> list[str]:
+    """The order pages start in: those never run first, the most ``lines`` of code
+    first, then the others by their last run's duration, longest first; ties by name.
+
+    A page never run may be the longest: started last, it would run alone at the end
+    while every other core waits. Its code's length is the only guess there is before
+    a first run (``lines``: each page's lines of code; none given, all alike).
+    """
+    lines = lines or {}
+    return sorted(
+        seconds,
+        key=lambda page: (
+            seconds[page] is not None,
+            -(seconds[page] or 0.0),
+            -lines.get(page, 0),
+            page,
+        ),
+    )
 
 
 def parse_shard(text: str) -> tuple[int, int]:
