@@ -6,6 +6,7 @@ torch, so about 0.03 s a page) and sends it blocks.
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import os
 import subprocess
 import sys
@@ -187,6 +188,27 @@ def test_a_preloaded_modules_exit_finalizer_is_the_servers_a_pages_own_still_run
     )
     worker.close()
     assert worker.atexit_output == "the page finalizer\n"
+
+
+def test_the_fork_server_ends_without_undoing_its_preloads_a_pages_exit_is_its_own(
+    tmp_path, monkeypatch
+):
+    # Undoing torch's imports took the server 0.6 s once the build was done. A page's
+    # process still runs the handlers it holds, as a script's exit would.
+    ended = tmp_path / "ended"
+    worker = preloading(
+        tmp_path,
+        monkeypatch,
+        "exiting",
+        f"""
+        import atexit, os
+        atexit.register(lambda: open({str(ended)!r} + str(os.getpid()), "w").close())
+        """,
+    )
+    page = int(run(worker, python("import os\nprint(os.getpid())")))
+    worker.close()
+    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - as a new server's start does
+    assert sorted(path.name for path in tmp_path.glob("ended*")) == [f"ended{page}"]
 
 
 def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
