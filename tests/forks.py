@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -129,7 +131,7 @@ FORWARDER = r"""
 import json, os, signal, socket, sys
 
 conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-conn.connect(sys.argv[1])
+conn.connect("\0" + sys.argv[1])
 env = {key: value for key, value in os.environ.items() if key != "JUPYTER_PATH"}
 request = {"argv": sys.argv[2:], "cwd": os.getcwd(), "env": env}
 socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
@@ -153,7 +155,7 @@ import ipykernel.ipkernel, ipykernel.zmqshell
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-listener.bind(sys.argv[1])
+listener.bind("\0" + sys.argv[1])  # abstract: no file, no path length limit
 listener.listen()
 print("ready", flush=True)
 while True:
@@ -201,17 +203,19 @@ def kernel_server(python: str, folder: Path, env: Mapping[str, str]) -> Iterator
     with its imports of torch and ipykernel done (2.7 to 3.5 s of CPU each): the
     notebook's namespace is new and its code runs as in a fresh kernel (every name it
     uses needs its own imports); string hashing is the server's, started with ``env``
-    as the kernels are. ``folder`` holds the socket and the kernel spec.
+    as the kernels are. ``folder`` holds the kernel spec. The server listens on an
+    abstract socket (Linux's): a path under a deep temporary folder could pass the 108
+    bytes a socket's path may have.
     """
-    socket_path = folder / "kernels.sock"
+    socket_name = f"docexec-kernels-{os.getpid()}-{secrets.token_hex(8)}"
     spec = folder / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    argv = [python, "-c", FORWARDER, str(socket_path), "-f", "{connection_file}"]
+    argv = [python, "-c", FORWARDER, socket_name, "-f", "{connection_file}"]
     spec.joinpath("kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
     )
     server = subprocess.Popen(
-        [python, "-c", KERNELS, str(socket_path)], stdout=subprocess.PIPE, text=True, env=env
+        [python, "-c", KERNELS, socket_name], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert server.stdout.readline() == "ready\n", "the kernel server did not start"
