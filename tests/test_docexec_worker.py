@@ -378,6 +378,15 @@ def test_a_block_that_swallows_its_stop_names_the_line_that_was_running(page):
     assert failure.line == 33
 
 
+def test_a_block_that_dies_of_its_stop_names_the_line_that_was_running(page):
+    # Its process ends at the interruption (the signal's default action): nothing
+    # answers, and the line sampled while it ran is the one named.
+    code = "import signal, time\nsignal.signal(signal.SIGUSR1, signal.SIG_DFL)\ntime.sleep(60)"
+    failure = fails(page, python(code, line=30), timeout=1)
+    assert "ran past its 1 s limit" in str(failure)
+    assert failure.line == 32
+
+
 def test_a_pycon_loop_that_runs_too_long_names_the_line_inside_it(page):
     block = pycon(">>> import time\n>>> while True:\n...     time.sleep(60)\n...", line=30)
     failure = fails(page, block, timeout=1)
