@@ -244,12 +244,14 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
     ) -> list[str]:
         """Run every page whose record is missing or stale, before MkDocs renders any.
 
-        Up to ``jobs`` pages run at once, the longest first by the seconds their last
-        run took (pages never run first, the most code first); their records are kept for the render (and stored in the cache), which
-        then replays them. A page whose blocks cannot be foreseen from its Markdown
-        (a block with included code, options in braces) is left to run as it renders,
-        and so is a block the render finds that was not foreseen. When a page fails,
-        the pages still running are stopped and its error is raised.
+        Up to ``jobs`` pages run at once, in the order
+        :func:`~docexec.schedule.longest_first` gives (pages never run, the most code
+        first; then the longest by the seconds their last run took); their records are
+        kept for the render (and stored in the cache), which then replays them. A
+        page whose blocks cannot be foreseen from its Markdown (a block with included
+        code, options in braces) is left to run as it renders, and so is a block the
+        render finds that was not foreseen. When a page fails, the pages still running
+        are stopped and its error is raised.
 
         A build does not wait for the last pages (see :mod:`docexec.ahead`): once a
         core has no page left to start, MkDocs renders on it, and waits for each page

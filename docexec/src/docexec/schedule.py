@@ -84,7 +84,8 @@ def shards(seconds: Mapping[str, float | None], count: int) -> list[list[str]]:
 
     Pages with a recorded duration go, longest first, each to the shard with the
     least time so far (the lowest-numbered on a tie); pages never run go to the
-    shard their path's SHA-256 names. Each shard lists its pages longest first.
+    shard their path's SHA-256 names. Each shard lists its pages in the order
+    :func:`longest_first` gives them.
     """
     if count < 1:
         raise ValueError(f"{count} shards: at least 1")
