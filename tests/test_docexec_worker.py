@@ -211,6 +211,16 @@ def test_the_fork_server_ends_without_undoing_its_preloads_a_pages_exit_is_its_o
     assert sorted(path.name for path in tmp_path.glob("ended*")) == [f"ended{page}"]
 
 
+def test_another_process_that_imports_what_the_server_prepares_exits_as_it_would():
+    # Only the fork server ends at once: elsewhere, an exit keeps its code and handlers.
+    code = (
+        "import atexit, sys\natexit.register(print, 'handler ran')\n"
+        "import docexec.preloaded\nsys.exit(3)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (3, "handler ran\n"), result.stderr
+
+
 def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, monkeypatch):
     worker = preloading(tmp_path, monkeypatch, "helper", "VALUE = 1\n")
     try:

@@ -29,6 +29,7 @@ imported it here, and the cause was not found.
 from __future__ import annotations
 
 import atexit
+import multiprocessing.forkserver
 import os
 import sys
 import weakref
@@ -60,4 +61,16 @@ def _end_at_once() -> None:
         os._exit(0)
 
 
-atexit.register(_end_at_once)
+def _imported_by_the_fork_server() -> bool:
+    """Whether multiprocessing's fork server is importing this module (as it preloads),
+    not some other process, whose exit must stay its own."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code is multiprocessing.forkserver.main.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+if _imported_by_the_fork_server():
+    atexit.register(_end_at_once)
