@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import multiprocessing.forkserver
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from conftest import processes_with
@@ -209,6 +211,48 @@ def test_the_fork_server_ends_without_undoing_its_preloads_a_pages_exit_is_its_o
     worker.close()
     multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - as a new server's start does
     assert sorted(path.name for path in tmp_path.glob("ended*")) == [f"ended{page}"]
+
+
+def test_a_process_a_preload_started_ends_with_the_fork_server(tmp_path, monkeypatch):
+    # multiprocessing's own exit handler still runs in the server: it ends the daemon
+    # processes the server started (here a preload's), which would outlive the build.
+    noted = tmp_path / "daemon-pid"
+    worker = preloading(
+        tmp_path,
+        monkeypatch,
+        "starting",
+        f"""
+        import multiprocessing, os, time
+        def idle():
+            open({str(noted)!r}, "w").write(str(os.getpid()))
+            while True:
+                time.sleep(1)
+        daemon = multiprocessing.Process(target=idle, daemon=True)
+        daemon.start()
+        """,
+    )
+    run(worker, python("print(1)"))
+    worker.close()
+    deadline = time.monotonic() + 30  # guards, not measurements
+    while not noted.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(noted.read_text())
+
+    def running() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    assert running(), "the preload's process is not running: no test"
+    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - as a new server's start does
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running():
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"process {pid}, started by a preload, outlived the fork server")
 
 
 def test_another_process_that_imports_what_the_server_prepares_exits_as_it_would():

@@ -29,7 +29,9 @@ imported it here, and the cause was not found.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing.forkserver
+import multiprocessing.util
 import os
 import sys
 import weakref
@@ -54,10 +56,16 @@ _SERVER = os.getpid()
 
 
 def _end_at_once() -> None:
-    """At the server's exit, end it: nothing it holds needs undoing. Registered last,
+    """At the server's exit, end it without undoing its imports. Registered last,
     this runs first; a page's process, which runs the handlers it inherited as it
     closes, is not the server and goes on to its own."""
     if os.getpid() == _SERVER:
+        # What multiprocessing undoes at exit is not skipped: the processes a preload
+        # started (a Manager, a daemon), its finalizers and temporary folder.
+        multiprocessing.util._exit_function()  # noqa: SLF001 - its own exit handler
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         os._exit(0)
 
 
