@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -159,11 +160,36 @@ def test_a_pages_recorded_duration_leaves_out_its_wait_for_the_fork_server(
     (root / "snippets" / "code.py").write_text("print(1)\n")
     (root / f"{slow}.py").write_text("import time\ntime.sleep(2)\n")
     monkeypatch.syspath_prepend(str(root))  # found by the build, and by its fork server
+    began = time.monotonic()
     result = build_in_process(root, {"DOCEXEC_JOBS": "1"})
     assert result.returncode == 0, result.log
+    # The build did wait for a server importing the slow module (not one left running).
+    assert time.monotonic() - began >= 2
     assert ("as the page renders" in result.log) == (when == "as-it-renders"), result.log
     record = json.loads((root / ".cache" / "docexec" / "docs" / "a.md.json").read_text())
     assert record["seconds"] < 2, record["seconds"]
+
+
+def test_a_page_run_again_as_its_record_stops_fitting_counts_every_block_it_ran(tmp_path):
+    # The record fits block 1 but not block 2: block 1 runs again as block 2 is
+    # reached. Its 1.5 s are the page's, though they are spent before block 2's run.
+    from docexec import cache
+
+    page = (
+        '# A\n\n```python exec="on"\nimport time\ntime.sleep(1.5)\nprint("one")\n```\n\n'
+        '```python exec="on"\n--8<-- "two.py"\n```\n'
+    )
+    root = write_site(tmp_path, {"a.md": page})
+    (root / "snippets" / "two.py").write_text('print("two")\n')
+    assert build_in_process(root).returncode == 0
+    path = root / ".cache" / "docexec" / "docs" / "a.md.json"
+    data = cache.unsealed(json.loads(path.read_text()))
+    data["blocks"][1]["signature"]["source"] += "  # altered"
+    path.write_text(json.dumps(cache.sealed(data)))
+    result = build_in_process(root)
+    assert result.returncode == 0, result.log
+    assert "running the page" in result.log, result.log
+    assert cache.unsealed(json.loads(path.read_text()))["seconds"] >= 1.5
 
 
 def endless_page(tmp_path: Path) -> tuple[str, str]:

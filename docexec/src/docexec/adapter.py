@@ -578,13 +578,11 @@ class Adapter:
             # markdown-exec passes the fence's code as it came (no transform_source).
             if (source, session) != (kwargs["code"], kwargs.get("session")):
                 raise ExampleError(f"{place}: markdown-exec changed the code")
-            started = time.perf_counter()
+            started, starting = time.perf_counter(), run_.starting
             output, raised = run_.replayed(block)
             if output is None:
-                run_.start()  # not timed: see PagesAhead._run_page
-                started = time.perf_counter()
                 output, raised = run_.run(block, options.timeout, span)
-            account(block, output, raised, started)
+            account(block, output, raised, started + run_.starting - starting)
             ran[:] = [output, raised]
             if kind == "pycon":
                 return code_block("pycon", output, **shown)

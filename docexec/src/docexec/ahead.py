@@ -86,11 +86,11 @@ class PagesAhead:
                 # been importing what it preloads): _halt found no process to kill.
                 run.close(kill=True)
                 return False
-            # The blocks' time, not the start's: the first pages of a build wait there
-            # for the fork server's imports, which is no page's own duration.
-            started = time.perf_counter()
+            # The blocks' time, not the start's (PageRun.starting): the first pages of a
+            # build wait there for the fork server's imports, no page's own duration.
+            started, starting = time.perf_counter(), run.starting
             output, raised = run.run(block, timeout, span)
-            run.seconds += time.perf_counter() - started
+            run.seconds += time.perf_counter() - started - (run.starting - starting)
             run.sent.append((block, timeout, span))
             run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
         run.close()

@@ -11,6 +11,7 @@ keeps of it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,9 @@ class PageRun:
     unsplit: dict[int, int] = field(default_factory=dict)
     rendering: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Time spent starting the page's process (waiting for the fork server's
+    #: preloads, for the first pages of a build): no block's, left out of ``seconds``.
+    starting: float = 0.0
     why: str = ""
 
     @property
@@ -182,7 +186,9 @@ class PageRun:
     def start(self) -> None:
         """Start the page's process, unless it has one."""
         if self.worker is None:
+            began = time.perf_counter()
             self.worker = PageWorker(self.root, self.path, self.seed, self.preload)
+            self.starting += time.perf_counter() - began
 
     def run(self, block: Block, timeout: float, span: Fence) -> tuple[str, list[int]]:
         """Run ``block`` in the page's process; a failure becomes an ``ExampleError``."""
