@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -131,7 +132,7 @@ FORWARDER = r"""
 import json, os, signal, socket, sys
 
 conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-conn.connect("\0" + sys.argv[1])
+conn.connect(sys.argv[1])
 env = {key: value for key, value in os.environ.items() if key != "JUPYTER_PATH"}
 request = {"argv": sys.argv[2:], "cwd": os.getcwd(), "env": env}
 socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
@@ -155,7 +156,7 @@ import ipykernel.ipkernel, ipykernel.zmqshell
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they end
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-listener.bind("\0" + sys.argv[1])  # abstract: no file, no path length limit
+listener.bind(sys.argv[1])
 listener.listen()
 print("ready", flush=True)
 while True:
@@ -203,11 +204,13 @@ def kernel_server(python: str, folder: Path, env: Mapping[str, str]) -> Iterator
     with its imports of torch and ipykernel done (2.7 to 3.5 s of CPU each): the
     notebook's namespace is new and its code runs as in a fresh kernel (every name it
     uses needs its own imports); string hashing is the server's, started with ``env``
-    as the kernels are. ``folder`` holds the kernel spec. The server listens on an
-    abstract socket (Linux's): a path under a deep temporary folder could pass the 108
-    bytes a socket's path may have.
+    as the kernels are. ``folder`` holds the kernel spec. The server's socket is in a
+    private folder of its own (0700) under the system's temporary folder: a path under
+    a deep ``folder`` could pass the 108 bytes a socket's path may have, and an
+    abstract socket would let any local user connect and run code.
     """
-    socket_name = f"docexec-kernels-{os.getpid()}-{secrets.token_hex(8)}"
+    private = tempfile.mkdtemp(prefix="docexec-kernels-")
+    socket_name = os.path.join(private, "sock")
     spec = folder / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
     argv = [python, "-c", FORWARDER, socket_name, "-f", "{connection_file}"]
@@ -223,3 +226,4 @@ def kernel_server(python: str, folder: Path, env: Mapping[str, str]) -> Iterator
     finally:
         server.terminate()
         server.wait(timeout=60)
+        shutil.rmtree(private, ignore_errors=True)
