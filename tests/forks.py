@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -209,21 +208,20 @@ def kernel_server(python: str, folder: Path, env: Mapping[str, str]) -> Iterator
     a deep ``folder`` could pass the 108 bytes a socket's path may have, and an
     abstract socket would let any local user connect and run code.
     """
-    private = tempfile.mkdtemp(prefix="docexec-kernels-")
-    socket_name = os.path.join(private, "sock")
     spec = folder / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    argv = [python, "-c", FORWARDER, socket_name, "-f", "{connection_file}"]
-    spec.joinpath("kernel.json").write_text(
-        json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
-    )
-    server = subprocess.Popen(
-        [python, "-c", KERNELS, socket_name], stdout=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert server.stdout.readline() == "ready\n", "the kernel server did not start"
-        yield str(folder / "jupyter")
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        shutil.rmtree(private, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="docexec-kernels-") as private:
+        socket_path = os.path.join(private, "sock")
+        argv = [python, "-c", FORWARDER, socket_path, "-f", "{connection_file}"]
+        spec.joinpath("kernel.json").write_text(
+            json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
+        )
+        server = subprocess.Popen(
+            [python, "-c", KERNELS, socket_path], stdout=subprocess.PIPE, text=True, env=env
+        )
+        try:
+            assert server.stdout.readline() == "ready\n", "the kernel server did not start"
+            yield str(folder / "jupyter")
+        finally:
+            server.terminate()
+            server.wait(timeout=60)

@@ -458,7 +458,6 @@ def test_with_fewer_pages_to_run_than_jobs_the_render_starts_at_once(tmp_path):
 
 def test_ctrl_c_stops_a_shard_in_one_line_and_leaves_no_process(tmp_path):
     import signal
-    import time
 
     marker, text = endless_page(tmp_path)
     root = write_site(tmp_path, {"a.md": text}, timeout=900)
@@ -511,7 +510,6 @@ def test_ctrl_c_from_a_terminal_while_the_fork_server_preloads_says_one_line(tmp
     # A terminal's Ctrl-C goes to the whole foreground process group: the fork server,
     # still importing torch, gets it too, and must not print a traceback of its own.
     import signal
-    import time
 
     page = '# A\n\n```python exec="on"\nimport time\ntime.sleep(60)\n```\n'
     root = write_site(tmp_path, {"a.md": page}, timeout=900, preload=["torch"])

@@ -192,6 +192,12 @@ def test_a_preloaded_modules_exit_finalizer_is_the_servers_a_pages_own_still_run
     assert worker.atexit_output == "the page finalizer\n"
 
 
+def stop_fork_server() -> None:
+    """End this process's fork server and wait for it, as starting one for other
+    preloads does (``PageWorker.context``)."""
+    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - what context() calls
+
+
 def test_the_fork_server_ends_without_undoing_its_preloads_a_pages_exit_is_its_own(
     tmp_path, monkeypatch
 ):
@@ -209,7 +215,7 @@ def test_the_fork_server_ends_without_undoing_its_preloads_a_pages_exit_is_its_o
     )
     page = int(run(worker, python("import os\nprint(os.getpid())")))
     worker.close()
-    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - as a new server's start does
+    stop_fork_server()
     assert sorted(path.name for path in tmp_path.glob("ended*")) == [f"ended{page}"]
 
 
@@ -246,7 +252,7 @@ def test_a_process_a_preload_started_ends_with_the_fork_server(tmp_path, monkeyp
         return state != "Z"
 
     assert running(), "the preload's process is not running: no test"
-    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - as a new server's start does
+    stop_fork_server()
     deadline = time.monotonic() + 10
     while running() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -48,7 +48,7 @@ def test_a_forked_kernel_starts_fresh_and_ends_with_its_notebook(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "JUPYTER_PATH"}
     with kernel_server(sys.executable, tmp_path, env) as jupyter_path:
         spec = Path(jupyter_path, "kernels", "python3", "kernel.json")
-        socket_name = json.loads(spec.read_text())["argv"][3]  # the server's too
+        socket_path = json.loads(spec.read_text())["argv"][3]  # the server's too
         result = subprocess.run(
             [sys.executable, "-c", RUNNER, str(path), str(path)],
             cwd=tmp_path,
@@ -61,6 +61,6 @@ def test_a_forked_kernel_starts_fresh_and_ends_with_its_notebook(tmp_path):
         assert result.stdout == 2 * "NameError: name 'torch' is not defined\nTrue False __main__\n"
         # Each kernel ended with its notebook: only the server is left.
         deadline = time.monotonic() + 10
-        while len(left := processes_with(socket_name)) > 1:
+        while len(left := processes_with(socket_path)) > 1:
             assert time.monotonic() < deadline, "\n".join(left)
             time.sleep(0.1)
