@@ -294,7 +294,9 @@ def test_every_notebook_runs_in_a_readers_venv(installed, takeaways, tmp_path):
                 halves,
             )
         )
-    failures = [result.stdout[-5000:] for result in results if result.returncode != 0]
+    failures = [
+        (result.stdout + result.stderr)[-5000:] for result in results if result.returncode != 0
+    ]
     assert not failures, "\n".join(failures)
 
 
