@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import gc
 import http.server
 import io
 import logging
@@ -279,12 +280,40 @@ def browser(chromium_path):
         chromium.close()
 
 
-#: The test files that take longest, longest first (see `make test`'s durations): run
-#: first, so that no worker is left alone with one of them at the end (xdist would
-#: otherwise hand out the files with the most tests first, and these have few).
-LONGEST_FILES = ["test_takeaways.py", "test_browser.py", "test_properdocs.py"]
+#: The test files that take 5 s or more, longest first (see `make test`'s durations,
+#: PYTEST_ADDOPTS=--durations=0): handed out to the workers in this order, then the
+#: short ones, so that the last files to start are short and neither worker is left
+#: alone with a long one at the end. (xdist would otherwise hand out the files in
+#: name order, and the longest have few tests.)
+LONGEST_FILES = [
+    "test_takeaways.py",
+    "test_browser.py",
+    "test_docexec_ahead.py",
+    "test_docexec_memo.py",
+    "test_docexec_worker.py",
+    "test_docexec_build.py",
+    "test_docexec_export.py",
+    "test_docexec_cache.py",
+    "test_properdocs.py",
+    "test_copy_along.py",
+    "test_docexec_distribution.py",
+    "test_docexec_options.py",
+    "test_site_links.py",
+    "test_takeaways_package.py",
+    "test_pages.py",
+]
+assert all((ROOT / "tests" / name).is_file() for name in LONGEST_FILES), LONGEST_FILES
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_unconfigure(config) -> None:
+    # By its end a worker holds some 650,000 objects (torch, MkDocs, Playwright, the
+    # sites it built); the interpreter's exit collected them again and again, for 3 to
+    # 10 s, past which pytest-xdist kills the worker: the whole run waited for it.
+    # Frozen, they are left to the operating system, as at any process's end; atexit
+    # handlers still run.
+    gc.freeze()
