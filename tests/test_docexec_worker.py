@@ -73,6 +73,35 @@ def test_a_pool_maps_a_function_defined_on_the_page(page):
     assert run(page, python(code), timeout=60) == "[0, 1, 4, 9, 16]\n"
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_spawned_pool_imports_the_sessions_blocks_as_a_scripts_children_do(page, method):
+    # Its children import the main script as __mp_main__, the part under the guard
+    # aside: the page's blocks so far, not the page's Markdown (a SyntaxError in
+    # every child, which the pool started again for ever).
+    run(page, python("def square(x):\n    return x * x", line=3))
+    code = f"""
+    import multiprocessing as mp
+    def cube(x):
+        return x ** 3
+    if __name__ == "__main__":
+        with mp.get_context("{method}").Pool(2) as pool:
+            print(pool.map(square, range(4)), pool.map(cube, range(3)))
+    """
+    assert run(page, python(code, line=10), timeout=60) == "[0, 1, 4, 9] [0, 1, 8]\n"
+
+
+def test_an_error_in_a_spawned_child_names_the_pages_line(page):
+    run(page, python("def fail(x):\n    raise ValueError(x)", line=3))
+    code = """
+    import multiprocessing as mp
+    if __name__ == "__main__":
+        with mp.get_context("spawn").Pool(1) as pool:
+            pool.map(fail, [7])
+    """
+    failure = fails(page, python(code, line=10))
+    assert 'File "docs/page.md", line 4, in fail' in str(failure), failure
+
+
 def test_a_dataloader_over_a_page_dataset_with_workers(page):
     run(
         page,

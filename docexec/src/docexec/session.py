@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import code
 import contextlib
+import hashlib
 import importlib.machinery
 import io
 import linecache
@@ -723,6 +724,43 @@ def _tail(text: str, lines: int = 20) -> str:
 _PAGE_LINES: dict[str, list[str]] = {}
 
 
+#: The code each session's python blocks ran, as ``(path, first_line, code)`` parts in
+#: order: what a child that multiprocessing spawns imports (see :func:`spawned_main`).
+_RAN: weakref.WeakKeyDictionary[ModuleType, list[tuple[str, int, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def spawned_main(module: ModuleType, folder: str) -> str | None:
+    """A script of what ``module``'s python blocks ran, for the children multiprocessing
+    spawns; its path in ``folder``, or ``None`` if they ran nothing.
+
+    A child started by the ``spawn`` or ``forkserver`` method imports the parent's
+    main script as ``__mp_main__`` (the part under ``if __name__ == "__main__"``
+    aside), so that the functions it is sent are found there. A page's main is the
+    page, which is Markdown, not Python: the child failed on its first line, and a
+    pool started new children for ever. The script holds the session's python
+    blocks so far, the running one included, each compiled under the page's name
+    at its page lines, so a traceback from the child names the page's line, as the
+    parent's do.
+    """
+    parts = _RAN.get(module)
+    if not parts:
+        return None
+    lines = ["# The python blocks of a page's session, as multiprocessing's children import them"]
+    lines += [
+        f"exec(compile({chr(10) * (line - 1) + text!r}, {path!r}, 'exec'))"
+        for path, line, text in parts
+    ]
+    text = "\n".join(lines) + "\n"
+    script = os.path.join(folder, f"session-{hashlib.sha256(text.encode()).hexdigest()[:16]}.py")
+    if not os.path.exists(script):
+        partial = f"{script}.{os.getpid()}.tmp"
+        Path(partial).write_text(text)
+        os.replace(partial, script)  # whole, even for a child that reads it as it is made
+    return script
+
+
 def _remember_lines(filename: str, first_line: int, source: str) -> None:
     """Let tracebacks quote a block's code as it ran, not the page file's text.
 
@@ -782,6 +820,7 @@ def run_python(
             )
         _remember_lines(path, line, text)
     files = {path for path, _line, _code in parts}
+    _RAN.setdefault(module, []).extend(parts)
     buffer = _Output()
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):

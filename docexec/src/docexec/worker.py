@@ -52,6 +52,7 @@ from docexec.session import (
     outside_inputs,
     run_pycon,
     run_python,
+    spawned_main,
     track_threads,
 )
 from docexec.start import seed_page
@@ -180,8 +181,10 @@ def _leftovers(before_children: set[int]) -> str:
     deadline = time.monotonic() + GRACE
     while True:
         children = live_children() - before_children
-        tracker = getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)
-        children.discard(tracker)
+        # multiprocessing's own helpers, which a script keeps until its end too: the
+        # resource tracker, and the server the forkserver method forks from.
+        children.discard(getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None))
+        children.discard(getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None))
         threads = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
         threads = [t for t in threads if t is not threading.main_thread()]
         if not (children or threads) or time.monotonic() > deadline:
@@ -443,6 +446,27 @@ class PageReads:
         return taken
 
 
+def _spawn_from_the_session(page_file: str, folder: str) -> None:
+    """Have the children multiprocessing spawns in a page's process import the
+    session's python blocks as their main script (see :func:`~docexec.session.spawned_main`),
+    written in ``folder``; a ``pycon`` session's children import none, as the
+    interactive interpreter's do (its ``__main__`` has no file)."""
+    prepare = multiprocessing.spawn.get_preparation_data
+
+    def preparation_data(name: str) -> dict:
+        data = prepare(name)
+        main = sys.modules.get("__main__")
+        if main is not None and getattr(main, "__file__", None) == page_file:
+            script = spawned_main(main, folder)
+            if script is None:
+                data.pop("init_main_from_path", None)
+            else:
+                data["init_main_from_path"] = script
+        return data
+
+    multiprocessing.spawn.get_preparation_data = preparation_data
+
+
 def serve(
     conn: Connection,
     root: str,
@@ -481,6 +505,7 @@ def serve(
     os.register_at_fork(after_in_child=_default_sigterm_in_child)
     signal.signal(signal.SIGUSR1, _raise_stop)
     multiprocessing.set_start_method("fork", force=True)
+    _spawn_from_the_session(os.path.join(root, page), folder)
     os.environ["DOCEXEC_ROOT"] = root
     sys.dont_write_bytecode = True  # no __pycache__ in the checkout from a page's imports
     os.chdir(folder)
