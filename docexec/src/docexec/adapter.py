@@ -47,7 +47,7 @@ from markdown_exec import (
 from markupsafe import Markup
 from pymdownx.superfences import RE_OPTIONS
 
-from docexec.cache import BlockRecord, digest
+from docexec.cache import digest
 from docexec.export import ExecutedBlock
 from docexec.fences import (
     FENCE_KEY,
@@ -534,13 +534,11 @@ class Adapter:
                 options.width,
             )
 
-        def account(block: Block, output: str, raised: list[int], started: float) -> None:
-            run_.seconds += time.perf_counter() - started
-            run_.sent.append((block, options.timeout, span))
+        def account(block: Block, output: str, raised: list[int], seconds: float) -> None:
+            run_.ran(block, options.timeout, span, output, raised, seconds)
             run_.blocks[index] = ExecutedBlock(
                 kind, block.source, options.raises, raised, renders, block.first_line
             )
-            run_.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
 
         # A replayed block whose HTML is remembered is not rendered again. markdown-exec
         # numbers the ids in the HTML it renders (exec-N--) with a count of what it
@@ -559,7 +557,7 @@ class Adapter:
             MarkdownConverter.counter += conversions
             if kwargs.get("update_toc", True):
                 _register_headings_processors(kwargs["md"])
-            account(block, *recorded, started)
+            account(block, *recorded, time.perf_counter() - started)
             return Markup(html)  # noqa: S704 - HTML this very formatter made
         ran: list = []
 
@@ -578,11 +576,11 @@ class Adapter:
             # markdown-exec passes the fence's code as it came (no transform_source).
             if (source, session) != (kwargs["code"], kwargs.get("session")):
                 raise ExampleError(f"{place}: markdown-exec changed the code")
-            started, starting = time.perf_counter(), run_.starting
+            stopwatch = run_.stopwatch()  # the block's time, not its process's start
             output, raised = run_.replayed(block)
             if output is None:
                 output, raised = run_.run(block, options.timeout, span)
-            account(block, output, raised, started + run_.starting - starting)
+            account(block, output, raised, stopwatch())
             ran[:] = [output, raised]
             if kind == "pycon":
                 return code_block("pycon", output, **shown)

@@ -13,10 +13,8 @@ waits for a page.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 
-from docexec.cache import BlockRecord
 from docexec.fences import Fence
 from docexec.page import ExampleError, PageRun
 from docexec.worker import Block
@@ -86,13 +84,9 @@ class PagesAhead:
                 # been importing what it preloads): _halt found no process to kill.
                 run.close(kill=True)
                 return False
-            # The blocks' time, not the start's (PageRun.starting): the first pages of a
-            # build wait there for the fork server's imports, no page's own duration.
-            started, starting = time.perf_counter(), run.starting
+            stopwatch = run.stopwatch()  # the block's time, not its process's start
             output, raised = run.run(block, timeout, span)
-            run.seconds += time.perf_counter() - started - (run.starting - starting)
-            run.sent.append((block, timeout, span))
-            run.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
+            run.ran(block, timeout, span, output, raised, stopwatch())
         run.close()
         return True
 

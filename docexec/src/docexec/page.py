@@ -12,6 +12,7 @@ keeps of it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,6 +183,27 @@ class PageRun:
         for earlier, timeout, span in self.sent:
             self.run(earlier, timeout, span)
         return None, []
+
+    def stopwatch(self) -> Callable[[], float]:
+        """A stopwatch started now: it reads the seconds since, less those spent starting
+        the page's process meanwhile (``starting``: the first pages of a build wait there
+        for the fork server's imports, no page's own time)."""
+        started, starting = time.perf_counter(), self.starting
+        return lambda: time.perf_counter() - started - (self.starting - starting)
+
+    def ran(
+        self,
+        block: Block,
+        timeout: float,
+        span: Fence,
+        output: str,
+        raised: list[int],
+        seconds: float,
+    ) -> None:
+        """Keep what ``block`` gave: its record, what was sent, and its ``seconds``."""
+        self.seconds += seconds
+        self.sent.append((block, timeout, span))
+        self.records.append(BlockRecord(block.signature(), block.first_line, output, raised))
 
     def start(self) -> None:
         """Start the page's process, unless it has one."""
