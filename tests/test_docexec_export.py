@@ -181,7 +181,7 @@ HASHED = "print(hash('page'), list({'a', 'b', 'c', 'd'}))"
 def page_started(monkeypatch, seed: int) -> str:
     """What STARTED prints in a page's process, started with ``seed`` by the worker."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    worker = PageWorker(ROOT, "docs/start.md", seed)
+    worker = PageWorker(ROOT, "docs/start.md", seed, preload=("torch",))  # as this site
     try:
         return worker.run(Block("python", STARTED, "", 1), 60).output
     finally:
