@@ -90,6 +90,76 @@ def test_a_spawned_pool_imports_the_sessions_blocks_as_a_scripts_children_do(pag
     assert run(page, python(code, line=10), timeout=60) == "[0, 1, 4, 9] [0, 1, 8]\n"
 
 
+SPAWNED_SQUARES = """
+import multiprocessing as mp
+if __name__ == "__main__":
+    with mp.get_context("spawn").Pool(2) as pool:
+        print(pool.map(square, range(4)))
+"""
+
+
+def test_a_spawned_child_runs_the_earlier_blocks_as_they_ran_on_the_page(page, tmp_path):
+    # One that showed an exception stops there, quietly; one ran in its workdir, and
+    # runs there, writing no bytecode into the checkout; one printed, and no child
+    # prints it again (a copy would come or not as the pool ends its children).
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "helper.py").write_text("def twice(x):\n    return 2 * x\n")
+    (tmp_path / "examples" / "base.txt").write_text("10")
+    run(page, python("raise ValueError('shown')", line=2, raises="ValueError"))
+    code = (
+        "import os, sys\nsys.path.insert(0, os.getcwd())\nfrom helper import twice\n"
+        "base = int(open('base.txt').read())\ndef square(x):\n    return base + twice(x) ** 2"
+    )
+    run(page, python(code, line=4, workdir="examples"))
+    run(page, python("print('printed once')", line=12))
+    assert run(page, python(SPAWNED_SQUARES, line=14), timeout=60) == "[10, 14, 26, 46]\n"
+    assert not (tmp_path / "examples" / "__pycache__").exists()
+
+
+def test_a_spawned_child_of_a_session_a_pycon_block_began_runs_its_python_blocks(page):
+    run(page, pycon(">>> shown = 1", line=2))
+    run(page, python("def square(x):\n    return x * x", line=6))
+    assert run(page, python(SPAWNED_SQUARES, line=14), timeout=60) == "[0, 1, 4, 9]\n"
+
+
+def test_children_of_several_threads_spawn_at_once(page):
+    run(page, python("def square(x):\n    return x * x", line=3))
+    code = """
+    import multiprocessing as mp
+    from concurrent.futures import ThreadPoolExecutor
+    def squares(n):
+        with mp.get_context("spawn").Pool(1) as pool:
+            return pool.map(square, range(n))
+    if __name__ == "__main__":
+        with ThreadPoolExecutor(4) as threads:
+            print(list(threads.map(squares, [1, 2, 3, 4])))
+    """
+    out = run(page, python(code, line=10), timeout=60)
+    assert out == "[[0], [0, 1], [0, 1, 4], [0, 1, 4, 9]]\n"
+
+
+def test_what_a_forkserver_child_prints_in_a_later_block_is_that_blocks(page):
+    run(page, python("def shout(t):\n    print('child says', t, flush=True)", line=3))
+    code = """
+    import multiprocessing as mp
+    if __name__ == "__main__":
+        with mp.get_context("forkserver").Pool(1) as pool:
+            pool.map(shout, [{}])
+    """
+    assert run(page, python(code.format("'one'"), line=10)) == "child says one\n"
+    assert run(page, python(code.format("'two'"), line=20)) == "child says two\n"
+
+
+def test_a_forkserver_process_left_running_fails_its_block(page):
+    code = """
+    import multiprocessing as mp, time
+    if __name__ == "__main__":
+        mp.get_context("forkserver").Process(target=time.sleep, args=(30,)).start()
+    """
+    failure = fails(page, python(code, line=10))
+    assert "a process it started" in str(failure) and "still running" in str(failure)
+
+
 def test_an_error_in_a_spawned_child_names_the_pages_line(page):
     run(page, python("def fail(x):\n    raise ValueError(x)", line=3))
     code = """

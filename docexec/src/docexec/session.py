@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import code
 import contextlib
-import hashlib
 import importlib.machinery
 import io
 import linecache
@@ -724,40 +723,34 @@ def _tail(text: str, lines: int = 20) -> str:
 _PAGE_LINES: dict[str, list[str]] = {}
 
 
-#: The code each session's python blocks ran, as ``(path, first_line, code)`` parts in
-#: order: what a child that multiprocessing spawns imports (see :func:`spawned_main`).
-_RAN: weakref.WeakKeyDictionary[ModuleType, list[tuple[str, int, str]]] = (
+#: What each session's python blocks ran, in order, as ``(path, first_line, code,
+#: raises, folder)`` pieces: what a child that multiprocessing spawns runs again (see
+#: :func:`spawned_main`).
+_RAN: weakref.WeakKeyDictionary[ModuleType, list[tuple[str, int, str, str | None, str]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def spawned_main(module: ModuleType, folder: str) -> str | None:
-    """A script of what ``module``'s python blocks ran, for the children multiprocessing
-    spawns; its path in ``folder``, or ``None`` if they ran nothing.
+    """A main script for a child that multiprocessing spawns while ``module`` is the
+    page's ``__main__``: its path, made in ``folder``; ``None`` if the session ran no
+    python block (a ``pycon`` session's child imports no main script, as the
+    interactive interpreter's).
 
-    A child started by the ``spawn`` or ``forkserver`` method imports the parent's
-    main script as ``__mp_main__`` (the part under ``if __name__ == "__main__"``
-    aside), so that the functions it is sent are found there. A page's main is the
-    page, which is Markdown, not Python: the child failed on its first line, and a
-    pool started new children for ever. The script holds the session's python
-    blocks so far, the running one included, each compiled under the page's name
-    at its page lines, so a traceback from the child names the page's line, as the
-    parent's do.
+    The script runs the session's python blocks so far, the running one included, in
+    the child's ``__mp_main__`` (see :mod:`docexec.spawned`). Each child gets a file of
+    its own, made whole before it starts: the children of several threads may start
+    at once.
     """
     parts = _RAN.get(module)
     if not parts:
         return None
-    lines = ["# The python blocks of a page's session, as multiprocessing's children import them"]
-    lines += [
-        f"exec(compile({chr(10) * (line - 1) + text!r}, {path!r}, 'exec'))"
-        for path, line, text in parts
-    ]
-    text = "\n".join(lines) + "\n"
-    script = os.path.join(folder, f"session-{hashlib.sha256(text.encode()).hexdigest()[:16]}.py")
-    if not os.path.exists(script):
-        partial = f"{script}.{os.getpid()}.tmp"
-        Path(partial).write_text(text)
-        os.replace(partial, script)  # whole, even for a child that reads it as it is made
+    handle, script = tempfile.mkstemp(prefix="main-", suffix=".py", dir=folder)
+    with os.fdopen(handle, "w") as file:
+        file.write(
+            "# A page's session, as a child that multiprocessing spawns imports it\n"
+            f'__import__("docexec.spawned").spawned.run_main(globals(), {parts!r}, {os.getcwd()!r})\n'
+        )
     return script
 
 
@@ -820,7 +813,7 @@ def run_python(
             )
         _remember_lines(path, line, text)
     files = {path for path, _line, _code in parts}
-    _RAN.setdefault(module, []).extend(parts)
+    _RAN.setdefault(module, []).extend((*part, raises, os.getcwd()) for part in parts)
     buffer = _Output()
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):

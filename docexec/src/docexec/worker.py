@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from types import ModuleType
 
 from docexec.cache import fingerprint, installed_folders
 from docexec.processes import (
@@ -181,10 +182,9 @@ def _leftovers(before_children: set[int]) -> str:
     deadline = time.monotonic() + GRACE
     while True:
         children = live_children() - before_children
-        # multiprocessing's own helpers, which a script keeps until its end too: the
-        # resource tracker, and the server the forkserver method forks from.
+        # multiprocessing's resource tracker, which a script keeps until its end too (the
+        # forkserver method's server is stopped at the end of its block).
         children.discard(getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None))
-        children.discard(getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None))
         threads = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
         threads = [t for t in threads if t is not threading.main_thread()]
         if not (children or threads) or time.monotonic() > deadline:
@@ -446,18 +446,18 @@ class PageReads:
         return taken
 
 
-def _spawn_from_the_session(page_file: str, folder: str) -> None:
-    """Have the children multiprocessing spawns in a page's process import the
-    session's python blocks as their main script (see :func:`~docexec.session.spawned_main`),
-    written in ``folder``; a ``pycon`` session's children import none, as the
-    interactive interpreter's do (its ``__main__`` has no file)."""
+def _spawn_from_the_session(scripts: str) -> None:
+    """Have a child that multiprocessing spawns while a page's session is ``__main__``
+    import the session's python blocks as its main script (see
+    :func:`~docexec.session.spawned_main`), made in ``scripts``, a folder of the
+    worker's: not the page's folder, where the page would see it."""
     prepare = multiprocessing.spawn.get_preparation_data
 
     def preparation_data(name: str) -> dict:
         data = prepare(name)
         main = sys.modules.get("__main__")
-        if main is not None and getattr(main, "__file__", None) == page_file:
-            script = spawned_main(main, folder)
+        if main is not None and main in _SESSIONS:
+            script = spawned_main(main, scripts)
             if script is None:
                 data.pop("init_main_from_path", None)
             else:
@@ -465,6 +465,28 @@ def _spawn_from_the_session(page_file: str, folder: str) -> None:
         return data
 
     multiprocessing.spawn.get_preparation_data = preparation_data
+
+
+#: The page's session modules (its ``__main__`` while a block runs).
+_SESSIONS: weakref.WeakSet[ModuleType] = weakref.WeakSet()
+
+
+def _stop_forkserver() -> None:
+    """Stop the server a block started with multiprocessing's ``forkserver`` method.
+
+    It holds the block's output as its own: the children it forks in a later block
+    would print where no block reads. Stopped, its children still running are the
+    page's (it is their subreaper), and a block that leaves one fails as for any
+    other process; the next block's first child starts a new server.
+    """
+    server = multiprocessing.forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is not None:
+        # Killed: it would wait for its children still running before it ended.
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            server._stop()  # reaps it, and forgets it: the next child starts another
 
 
 def serve(
@@ -477,6 +499,7 @@ def serve(
     crash_file: str,
     environ: dict[str, str],
     file=None,
+    scripts: str = "",
 ) -> None:
     """Run a page's blocks as they arrive on ``conn`` until it closes.
 
@@ -495,6 +518,8 @@ def serve(
         crash_file: Where :mod:`faulthandler` writes the stack if the process crashes.
         environ: The build's environment now (the fork server keeps the one it
             started with, which under ``mkdocs serve`` may be a build ago).
+        scripts: A folder for the main scripts of the children multiprocessing
+            spawns (see :func:`_spawn_from_the_session`).
     """
     os.environ.clear()
     os.environ.update(environ)
@@ -505,7 +530,7 @@ def serve(
     os.register_at_fork(after_in_child=_default_sigterm_in_child)
     signal.signal(signal.SIGUSR1, _raise_stop)
     multiprocessing.set_start_method("fork", force=True)
-    _spawn_from_the_session(os.path.join(root, page), folder)
+    _spawn_from_the_session(scripts)
     os.environ["DOCEXEC_ROOT"] = root
     sys.dont_write_bytecode = True  # no __pycache__ in the checkout from a page's imports
     os.chdir(folder)
@@ -553,6 +578,7 @@ def serve(
             module = new_session_module(block.kind, page_file)
             if block.session:
                 sessions[block.session] = module
+            _SESSIONS.add(module)
         before = live_children()
         try:
             with track_threads(block.first_line - 1):
@@ -573,6 +599,7 @@ def serve(
                         raises=block.raises,
                         parts=block.parts,
                     )
+                _stop_forkserver()
                 if not result.error and (left := _leftovers(before)):
                     result = BlockResult(error=left, line=block.first_line - 1)
         except StopExample as stop:
@@ -751,6 +778,7 @@ class PageWorker:
         context = self.context(preload)
         self.page = page
         self.folder = tempfile.mkdtemp(prefix="docexec-page-")
+        self._scripts = tempfile.mkdtemp(prefix="docexec-spawn-")
         handle, self._crash_file = tempfile.mkstemp(prefix="docexec-crash-")
         os.close(handle)
         self._line = context.Value("i", 0, lock=False)
@@ -772,6 +800,7 @@ class PageWorker:
                 self._crash_file,
                 dict(os.environ),
                 self._file,
+                self._scripts,
             ),
         )
         _start_fork_server()
@@ -895,5 +924,6 @@ class PageWorker:
         end_tree(self._process.pid)
         self._conn.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self._scripts, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(self._crash_file)
