@@ -312,9 +312,9 @@ def pytest_xdist_auto_num_workers(config) -> int:
     duration, timeouts run out, processes starting): with a worker per core a core
     was idle then (87 % busy on two cores, measured from /proc/stat; 98 % with three).
     ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still says how many, as xdist documents."""
-    if count := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+    if (count := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")).isdigit():
         return int(count)
-    return len(os.sched_getaffinity(0)) + 1
+    return len(os.sched_getaffinity(0)) + 1  # and a count that is no number is ignored
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -322,6 +322,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which collects what tests left
 def pytest_unconfigure(config) -> None:
     # By its end a worker holds some 650,000 objects (torch, MkDocs, Playwright, the
     # sites it built); the interpreter's exit collected them again and again, for 3 to
