@@ -731,18 +731,18 @@ _RAN: weakref.WeakKeyDictionary[ModuleType, list[tuple[str, int, str, str | None
 )
 
 
-def spawned_main(module: ModuleType, folder: str) -> str | None:
+def spawned_main(module: object, folder: str) -> str | None:
     """A main script for a child that multiprocessing spawns while ``module`` is the
-    page's ``__main__``: its path, made in ``folder``; ``None`` if the session ran no
-    python block (a ``pycon`` session's child imports no main script, as the
-    interactive interpreter's).
+    page's ``__main__``: its path, made in ``folder``; ``None`` if ``module`` is no
+    session that ran a python block (a ``pycon`` session's child imports no main
+    script, as the interactive interpreter's, whose ``__main__`` has no file).
 
     The script runs the session's python blocks so far, the running one included, in
     the child's ``__mp_main__`` (see :mod:`docexec.spawned`). Each child gets a file of
     its own, made whole before it starts: the children of several threads may start
     at once.
     """
-    parts = _RAN.get(module)
+    parts = _RAN.get(module) if isinstance(module, ModuleType) else None
     if not parts:
         return None
     handle, script = tempfile.mkstemp(prefix="main-", suffix=".py", dir=folder)

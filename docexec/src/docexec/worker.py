@@ -31,7 +31,6 @@ import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import ModuleType
 
 from docexec.cache import fingerprint, installed_folders
 from docexec.processes import (
@@ -455,20 +454,11 @@ def _spawn_from_the_session(scripts: str) -> None:
 
     def preparation_data(name: str) -> dict:
         data = prepare(name)
-        main = sys.modules.get("__main__")
-        if main is not None and main in _SESSIONS:
-            script = spawned_main(main, scripts)
-            if script is None:
-                data.pop("init_main_from_path", None)
-            else:
-                data["init_main_from_path"] = script
+        if (script := spawned_main(sys.modules.get("__main__"), scripts)) is not None:
+            data["init_main_from_path"] = script
         return data
 
     multiprocessing.spawn.get_preparation_data = preparation_data
-
-
-#: The page's session modules (its ``__main__`` while a block runs).
-_SESSIONS: weakref.WeakSet[ModuleType] = weakref.WeakSet()
 
 
 def _stop_forkserver() -> None:
@@ -498,8 +488,8 @@ def serve(
     line,
     crash_file: str,
     environ: dict[str, str],
+    scripts: str,
     file=None,
-    scripts: str = "",
 ) -> None:
     """Run a page's blocks as they arrive on ``conn`` until it closes.
 
@@ -578,7 +568,6 @@ def serve(
             module = new_session_module(block.kind, page_file)
             if block.session:
                 sessions[block.session] = module
-            _SESSIONS.add(module)
         before = live_children()
         try:
             with track_threads(block.first_line - 1):
@@ -799,8 +788,8 @@ class PageWorker:
                 self._line,
                 self._crash_file,
                 dict(os.environ),
-                self._file,
                 self._scripts,
+                self._file,
             ),
         )
         _start_fork_server()
