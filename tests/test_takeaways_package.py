@@ -12,9 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sites
+import yaml
+from conftest import build_in_process
 
 from docexec import package
 from docexec.package import (
+    ReaderWheel,
     build_wheel,
     cached_wheel,
     notebook_install_cell,
@@ -231,3 +235,49 @@ def test_the_wheel_key_names_the_installed_distributions(tmp_path, monkeypatch):
     installed = package.installed_distributions()
     monkeypatch.setattr(package, "installed_distributions", lambda: [*installed, "tool==2"])
     assert wheel_key(project) != key
+
+
+def test_the_wheel_is_made_of_the_sources_as_they_were_when_its_build_began(tmp_path, monkeypatch):
+    # A site's build begins the wheel before its pages run, and publishes it after.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    project = tiny_project(tmp_path / "project")
+    wheel = ReaderWheel(project, tmp_path / "cache")
+    (project / "src" / "tiny" / "__init__.py").write_text("VALUE = 2\n")
+    published = wheel.publish(tmp_path / "site")
+    assert zipfile.ZipFile(published).read("tiny/__init__.py") == b"VALUE = 1\n"
+
+
+#: Put first on PYTHONPATH: a Python started in a wheel's build folder says where it
+#: is, then hangs there.
+HANGS_IN_A_WHEEL_BUILD = """\
+import os, pathlib, time
+if "docexec-wheel-" in os.getcwd():
+    said = pathlib.Path(__file__).with_name("said")
+    said.write_text(f"{os.getpid()} {os.getcwd()}")
+    said.rename(said.with_name("hung"))
+    time.sleep(120)
+"""
+
+
+@pytest.mark.site
+def test_a_page_that_fails_while_the_wheel_builds_stops_the_build_and_its_folder(tmp_path):
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    (hang / "sitecustomize.py").write_text(HANGS_IN_A_WHEEL_BUILD)
+    hung = hang / "hung"
+    page = (
+        f'# A\n\n```python exec="on"\nimport pathlib, time\n'
+        f"while not pathlib.Path({str(hung)!r}).exists():\n    time.sleep(0.05)\n"
+        f'{{}}["missing"]\n```\n'
+    )
+    root = tiny_project(tmp_path / "site")
+    sites.write_site(root, {"index.md": page}, preload=(), site_url="https://example.org/")
+    config = yaml.safe_load((root / "mkdocs.yml").read_text())
+    config["plugins"][0] = {"docexec": {"package": "tiny"}}
+    (root / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    result = build_in_process(root, {"PYTHONPATH": str(hang)})
+    assert result.returncode == 1
+    assert "docs/index.md:7: KeyError: 'missing'" in result.log
+    pid, folder = hung.read_text().split(" ", 1)
+    assert not Path(f"/proc/{pid}").exists()  # killed, and reaped
+    assert not Path(folder).parent.exists()

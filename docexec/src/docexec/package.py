@@ -181,36 +181,140 @@ _DIGEST = "SHA256SUM"
 
 def cached_wheel(root: Path, folder: Path, cache: Path | None) -> Path:
     """The project's wheel in ``folder``: copied from ``cache`` when made of the same
-    inputs before (a rebuild under ``mkdocs serve`` saves setuptools' 0.3 s), else built.
+    inputs before (a rebuild under ``mkdocs serve`` saves setuptools' 0.3 s), else built
+    (see :class:`ReaderWheel`, which can start the build before it is needed)."""
+    return ReaderWheel(root, cache).publish(folder)
+
+
+class ReaderWheel:
+    """The project's wheel, from the moment this is made until :meth:`publish` or :meth:`stop`.
+
+    Taken from ``cache`` when made of the same inputs before (:func:`wheel_key`);
+    else its build starts now, in a process of its own, so that a site's build can
+    start it before its pages run and publish it after they render: setuptools'
+    0.3 s then pass while a core waits for the pages' fork server, not after the
+    last page.
 
     A kept wheel is published only if it is what was kept (:func:`_kept_wheel`);
     one that is not is built again and kept anew, said in one INFO line.
+
+    Args:
+        root: The folder of ``pyproject.toml``.
+        cache: Where wheels are kept, by what they are made of; ``None``: always built.
+
+    Raises:
+        RuntimeError: The project's package sits in the project's folder itself.
     """
-    if cache is None:
-        return build_wheel(root, folder)
-    kept = cache / wheel_key(root)
-    found, problem = _kept_wheel(kept)
-    if found is None:
-        if problem:
-            where = os.path.relpath(kept, root)
-            log.info(f"the kept wheel in {where} is not used ({problem}); building it again")
-        found = _keep(build_wheel(root, Path(tempfile.mkdtemp(prefix="docexec-wheel-"))), kept)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / found[0]
-    target.write_bytes(found[1])
-    return target
+
+    def __init__(self, root: Path, cache: Path | None) -> None:
+        self._kept = cache / wheel_key(root) if cache is not None else None
+        self._found: tuple[str, bytes] | None = None
+        if self._kept is not None:
+            self._found, problem = _kept_wheel(self._kept)
+            if self._found is None and problem:
+                where = os.path.relpath(self._kept, root)
+                log.info(f"the kept wheel in {where} is not used ({problem}); building it again")
+        self._build = _WheelBuild(root) if self._found is None else None
+
+    def publish(self, folder: Path) -> Path:
+        """Wait for the wheel, keep it if it was built, and write it into ``folder``.
+
+        Returns:
+            The wheel's path in ``folder``.
+
+        Raises:
+            RuntimeError: The build failed; the message holds setuptools' output.
+        """
+        found = self._found
+        if found is None:
+            assert self._build is not None
+            found = self._build.wait()
+            self._build = None
+            if self._kept is not None:
+                _keep(*found, self._kept)
+            self._found = found
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / found[0]
+        target.write_bytes(found[1])
+        return target
+
+    def stop(self) -> None:
+        """End the build if it still runs (the site's build failed or was stopped)."""
+        if self._build is not None:
+            self._build.stop()
+            self._build = None
 
 
-def _keep(built: Path, kept: Path) -> tuple[str, bytes]:
-    """Keep the wheel ``built`` in ``kept`` with its digest; its name and bytes."""
-    data = built.read_bytes()
-    shutil.rmtree(built.parent, ignore_errors=True)
+class _WheelBuild:
+    """setuptools building the project's wheel from a copy of its inputs, in a process
+    started at once, so the checkout is left untouched."""
+
+    def __init__(self, root: Path) -> None:
+        readme, sources = _inputs(root)
+        if any(Path(where) in (Path("."), Path("")) for where in sources):
+            raise RuntimeError("the package must sit in a folder of its own (src/), not '.'")
+        self._scratch = Path(tempfile.mkdtemp(prefix="docexec-wheel-"))
+        try:
+            copy = self._scratch / "project"
+            copy.mkdir()
+            shutil.copy2(root / "pyproject.toml", copy / "pyproject.toml")
+            if readme:
+                shutil.copy2(root / readme, copy / readme)
+            for where in sources:
+                shutil.copytree(root / where, copy / where, ignore=_SKIPPED)
+            self._out = self._scratch / "dist"
+            # Its output goes to files: a pipe no one reads while the pages run could fill.
+            with (self._scratch / "log").open("w") as log_file:
+                self._process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys; from setuptools import build_meta; "
+                        "print(build_meta.build_wheel(sys.argv[1]))",
+                        str(self._out),
+                    ],
+                    cwd=copy,
+                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+        except BaseException:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            raise
+
+    def wait(self) -> tuple[str, bytes]:
+        """The wheel's name and bytes, once built; the scratch folder is removed.
+
+        Raises:
+            RuntimeError: The build failed; the message holds setuptools' output.
+        """
+        try:
+            code = self._process.wait()
+            output = (self._scratch / "log").read_text(errors="replace")
+            built = sorted(self._out.glob("*.whl")) if self._out.is_dir() else []
+            if code != 0 or len(built) != 1:
+                raise RuntimeError(f"building the wheel failed:\n{output}")
+            return built[0].name, built[0].read_bytes()
+        finally:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Kill the build and remove its scratch folder."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _keep(name: str, data: bytes, kept: Path) -> None:
+    """Keep the wheel ``name`` (its bytes: ``data``) in ``kept``, with its digest."""
     # Each file whole or not at all, for a build beside (a cache that cannot be
     # written is no error): the wheel first, then the digest that vouches for it.
-    write_atomically(kept / built.name, data, prefix=".wheel-")
-    text = f"{hashlib.sha256(data).hexdigest()}  {built.name}\n"
+    write_atomically(kept / name, data, prefix=".wheel-")
+    text = f"{hashlib.sha256(data).hexdigest()}  {name}\n"
     write_atomically(kept / _DIGEST, text, prefix=".digest-")
-    return built.name, data
 
 
 def _kept_wheel(kept: Path) -> tuple[tuple[str, bytes] | None, str]:
@@ -277,42 +381,7 @@ def build_wheel(root: Path, folder: Path) -> Path:
     Raises:
         RuntimeError: The build failed; the message holds setuptools' output.
     """
-    readme, sources = _inputs(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="docexec-wheel-") as scratch:
-        copy = Path(scratch) / "project"
-        copy.mkdir()
-        shutil.copy2(root / "pyproject.toml", copy / "pyproject.toml")
-        if readme:
-            shutil.copy2(root / readme, copy / readme)
-        for where in sources:
-            if Path(where) in (Path("."), Path("")):
-                raise RuntimeError("the package must sit in a folder of its own (src/), not '.'")
-            shutil.copytree(
-                root / where,
-                copy / where,
-                ignore=_SKIPPED,
-            )
-        out = Path(scratch) / "dist"
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from setuptools import build_meta; "
-                "print(build_meta.build_wheel(sys.argv[1]))",
-                str(out),
-            ],
-            cwd=copy,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"building the wheel failed:\n{result.stdout}\n{result.stderr}")
-        name = result.stdout.strip().splitlines()[-1]
-        target = folder / name
-        shutil.copyfile(out / name, target)
-    return target
+    return ReaderWheel(root, None).publish(folder)
 
 
 def install_html(package: ReaderPackage) -> str:

@@ -50,7 +50,7 @@ from docexec.memo import (
     poll_quickly,
 )
 from docexec.package import (
-    cached_wheel,
+    ReaderWheel,
     install_html,
     notebook_install_cell,
     reader_package,
@@ -130,6 +130,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
 
     #: docexec's formatters and the page they run, made in ``on_config``.
     adapter: Adapter | None = None
+    #: The readers' wheel, from ``on_nav`` (its build runs beside the pages') to ``on_post_build``.
+    wheel: ReaderWheel | None = None
 
     def on_config(self, config):
         timeout = self.config.timeout
@@ -234,8 +236,21 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.serving = command == "serve"
 
     def on_nav(self, nav, *, config, files):
+        self._stop_wheel()
+        if self.package:
+            # Its build, if it has to be built, runs from now on, beside the pages'.
+            wheels = self.cache.folder / "wheels" if self.cache is not None else None
+            try:
+                self.wheel = ReaderWheel(self.root, wheels)
+            except RuntimeError as error:
+                raise PluginError(f"docexec: {error}") from None
         self.run_ahead(files, config, wait=False)
         return nav
+
+    def _stop_wheel(self) -> None:
+        wheel, self.wheel = self.wheel, None
+        if wheel is not None:
+            wheel.stop()
 
     # Execute first, then render ---------------------------------------------
 
@@ -475,17 +490,22 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             write_file(notebook.encode(), os.path.join(config.site_dir, path + ".ipynb"))
             write_file(script.encode(), os.path.join(config.site_dir, path + ".py"))
         self.exports = {}
-        if self.package:
-            wheels = self.cache.folder / "wheels" if self.cache is not None else None
-            cached_wheel(self.root, Path(config.site_dir), wheels)
+        wheel, self.wheel = self.wheel, None
+        if wheel is not None:
+            try:
+                wheel.publish(Path(config.site_dir))
+            except RuntimeError as error:
+                raise PluginError(f"docexec: {error}") from None
 
     def on_build_error(self, *, error):
         self._stop_running()
+        self._stop_wheel()
         self._close(kill=True)
 
     def on_shutdown(self):
         # Ctrl-C while the render waited on no page: the pages running ahead end too.
         self._stop_running()
+        self._stop_wheel()
         adapter = getattr(self, "adapter", None)
         if adapter is not None:
             for language in adapter.formatters:
