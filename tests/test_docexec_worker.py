@@ -246,6 +246,38 @@ def test_a_process_still_running_at_the_end_of_its_block_fails_it(page):
     assert "a process it started" in str(failure) and "sleep 30" in str(failure)
 
 
+#: A child that prints after its block's last statement, and ends within the grace.
+LATE_CHILD = "subprocess.Popen(['sh', '-c', 'sleep 0.3; echo late'])"
+
+
+def test_what_a_child_prints_as_it_ends_just_after_its_block_is_the_blocks(page):
+    assert run(page, python(f"import subprocess\n{LATE_CHILD}\nprint('early')")) == (
+        "early\nlate\n"
+    )
+
+
+def test_what_a_child_prints_as_it_ends_just_after_a_pycon_block_ends_its_transcript(page):
+    block = pycon(f">>> import subprocess\n>>> child = {LATE_CHILD}")
+    assert run(page, block) == f">>> import subprocess\n>>> child = {LATE_CHILD}\nlate"
+
+
+def test_what_a_thread_prints_as_it_ends_just_after_its_block_is_the_blocks(page):
+    code = """
+    import threading, time
+    def late():
+        time.sleep(0.3)
+        print("late")
+    threading.Thread(target=late).start()
+    """
+    assert run(page, python(code)) == "late\n"
+
+
+def test_what_a_child_prints_after_the_block_shows_raising_is_the_blocks(page):
+    code = f"import subprocess\n{LATE_CHILD}\nraise KeyError('shown')"
+    output = run(page, python(code, raises="KeyError"))
+    assert output.startswith("late\nTraceback"), output
+
+
 def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
     (tmp_path / "docs").mkdir()
     worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch",))

@@ -618,6 +618,7 @@ def run_pycon(
     first_line: int,
     raises: str | None = None,
     on_line: Callable[[int], None] = lambda _line: None,
+    settle: Callable[[], object] | None = None,
 ) -> BlockResult:
     """Run a ``pycon`` block as an interactive session and return its transcript.
 
@@ -631,6 +632,8 @@ def run_pycon(
         first_line: The page line of the block's first line.
         raises: The name of the exception the block is meant to show, if any.
         on_line: Called with the page line of each input before it runs.
+        settle: Called after the last input, if every input ran as shown, while
+            the output is still caught: what it waits for prints into the transcript.
 
     Returns:
         The transcript, or an error naming the page line.
@@ -706,6 +709,8 @@ def run_pycon(
                 error=f"{_describe(exc)}\n\n{_tail(buffer.getvalue())}",
                 line=error_line,
             )
+        if settle is not None:
+            settle()
     if raises and not raised:
         return BlockResult(
             output=buffer.getvalue(),
@@ -779,6 +784,7 @@ def run_python(
     first_line: int,
     raises: str | None = None,
     parts: Sequence[tuple[str, int, str]] = (),
+    settle: Callable[[], object] | None = None,
 ) -> BlockResult:
     """Run a ``python`` block as a script and return what it wrote to stdout.
 
@@ -795,6 +801,9 @@ def run_python(
         first_line: The page line of the block's first line.
         raises: The name of the exception the block is meant to show, if any.
         parts: ``(path, first_line, code)`` pieces that together make ``source``.
+        settle: Called once the code has run to its end (or raised what it shows),
+            while its output is still caught: to wait for what it left running, whose
+            output is the block's.
 
     Returns:
         The output (with the traceback appended when ``raises`` matched), or an
@@ -817,8 +826,17 @@ def run_python(
     buffer = _Output()
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
-            for code_object in compiled:
-                exec(code_object, module.__dict__)
+            try:
+                for code_object in compiled:
+                    exec(code_object, module.__dict__)
+            except StopExample:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - settled only if it is the one shown
+                if settle is not None and _exception_matches(exc, raises):
+                    settle()
+                raise
+            if settle is not None:
+                settle()
     except StopExample:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends must fail the build too

@@ -14,6 +14,7 @@ import _collections_abc
 import atexit
 import contextlib
 import faulthandler
+import functools
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.popen_forkserver
@@ -176,9 +177,12 @@ class RunningLine:
             self.note(frame)
 
 
-def _leftovers(before_children: set[int]) -> str:
-    """What a block left running that would print into no block, or ``""``."""
-    deadline = time.monotonic() + GRACE
+def _left_running(
+    before_children: set[int], grace: float = GRACE
+) -> tuple[set[int], list[threading.Thread]]:
+    """The processes and threads a block started that still run, after waiting up to
+    ``grace`` seconds for them to end."""
+    deadline = time.monotonic() + grace
     while True:
         children = live_children() - before_children
         # multiprocessing's resource tracker, which a script keeps until its end too (the
@@ -187,8 +191,14 @@ def _leftovers(before_children: set[int]) -> str:
         threads = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
         threads = [t for t in threads if t is not threading.main_thread()]
         if not (children or threads) or time.monotonic() > deadline:
-            break
+            return children, threads
         time.sleep(0.02)
+
+
+def _leftovers(before_children: set[int]) -> str:
+    """What a block left running that would print into no block, or ``""``: waited for
+    already, while the block's output was caught (see :func:`_settle`)."""
+    children, threads = _left_running(before_children, grace=0)
     if children:
         pid = min(children)
         return (
@@ -201,6 +211,14 @@ def _leftovers(before_children: set[int]) -> str:
             "join it in the block, so that what it prints belongs to the block"
         )
     return ""
+
+
+def _settle(before_children: set[int]) -> None:
+    """Once a block's code has run, while its output is still caught: stop the fork
+    server it started, and give what else it left running up to :data:`GRACE` seconds
+    to end, so that what those print as they end is the block's."""
+    _stop_forkserver()
+    _left_running(before_children)
 
 
 def _end_group(_signum: int = 0, _frame: object = None) -> None:
@@ -569,6 +587,7 @@ def serve(
             if block.session:
                 sessions[block.session] = module
         before = live_children()
+        settle = functools.partial(_settle, before)
         try:
             with track_threads(block.first_line - 1):
                 if block.kind == "pycon":
@@ -578,6 +597,7 @@ def serve(
                         first_line=block.first_line,
                         raises=block.raises,
                         on_line=lambda line: conn.send(("line", line)),
+                        settle=settle,
                     )
                 else:
                     result = run_python(
@@ -587,6 +607,7 @@ def serve(
                         first_line=block.first_line,
                         raises=block.raises,
                         parts=block.parts,
+                        settle=settle,
                     )
                 _stop_forkserver()
                 if not result.error and (left := _leftovers(before)):
