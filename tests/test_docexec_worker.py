@@ -562,6 +562,30 @@ def test_a_block_that_dies_names_the_line_that_was_running(page, code, why):
     assert failure.line == 22
 
 
+def test_a_block_stopped_at_its_limit_shows_the_end_of_what_it_printed(page):
+    code = "for n in range(30):\n    print('step', n)\nimport time\ntime.sleep(60)"
+    failure = fails(page, python(code, line=30), timeout=1)
+    message = str(failure)
+    assert message.startswith("the block ran past its 1 s limit and was stopped; the last")
+    assert message.endswith("\n\n" + "\n".join(f"step {n}" for n in range(10, 30))), message
+    assert failure.line == 33
+
+
+def test_a_pycon_block_stopped_at_its_limit_shows_what_a_child_said_why(page):
+    # As a spawn Pool at a prompt does: its children fail, and the pool waits for them.
+    child = "import sys, time; print('the child says why', file=sys.stderr); time.sleep(60)"
+    block = pycon(
+        f">>> import subprocess, sys\n>>> subprocess.run([sys.executable, '-c', {child!r}])"
+    )
+    message = str(fails(page, block, timeout=3))
+    assert message.endswith("\nthe child says why"), message
+
+
+def test_a_block_stopped_at_its_limit_before_it_printed_says_only_that(page):
+    failure = fails(page, python("import time\ntime.sleep(60)"), timeout=1)
+    assert str(failure) == "the block ran past its 1 s limit and was stopped"
+
+
 def test_a_block_that_swallows_its_stop_names_the_line_that_was_running(page):
     code = "import time\nwhile True:\n    try:\n        time.sleep(60)\n    except BaseException:\n        pass"
     failure = fails(page, python(code, line=30), timeout=1)

@@ -36,10 +36,11 @@ class StopExample(BaseException):
     """Raised inside the example process to stop a block that ran past its limit.
 
     ``line`` is the page line that was running when it was raised, where a ``pycon``
-    block knows it (0 otherwise).
+    block knows it (0 otherwise); ``output``, what the block had printed by then.
     """
 
     line = 0
+    output = ""
 
 
 @dataclass
@@ -124,6 +125,10 @@ class _Output(io.StringIO):
     def write(self, text: str) -> int:
         self._drain()
         return super().write(text)
+
+    def getvalue(self) -> str:
+        self._drain()  # while catching: what reached the descriptors too
+        return super().getvalue()
 
     def __exit__(self, *_exc: object) -> None:
         self._drain()
@@ -677,6 +682,7 @@ def run_pycon(
                 more = console.push(text)
             except StopExample as stop:
                 stop.line = _running_line(stop.__traceback__)
+                stop.output = buffer.getvalue()
                 raise
             except SystemExit as exc:
                 return BlockResult(
@@ -706,7 +712,7 @@ def run_pycon(
             error_line = statement_start + (where - 1 if where else 0)
             return BlockResult(
                 output=buffer.getvalue(),
-                error=f"{_describe(exc)}\n\n{_tail(buffer.getvalue())}",
+                error=f"{_describe(exc)}\n\n{tail(buffer.getvalue())}",
                 line=error_line,
             )
         if settle is not None:
@@ -720,7 +726,8 @@ def run_pycon(
     return BlockResult(output=buffer.getvalue().rstrip("\n"), raised=raised, inputs=buffer.inputs)
 
 
-def _tail(text: str, lines: int = 20) -> str:
+def tail(text: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of ``text``."""
     return "\n".join(text.rstrip("\n").split("\n")[-lines:])
 
 
@@ -829,7 +836,8 @@ def run_python(
             try:
                 for code_object in compiled:
                     exec(code_object, module.__dict__)
-            except StopExample:
+            except StopExample as stop:
+                stop.output = buffer.getvalue()
                 raise
             except BaseException as exc:  # noqa: BLE001 - settled only if it is the one shown
                 if settle is not None and _exception_matches(exc, raises):

@@ -54,6 +54,7 @@ from docexec.session import (
     run_pycon,
     run_python,
     spawned_main,
+    tail,
     track_threads,
 )
 from docexec.start import seed_page
@@ -625,6 +626,7 @@ def serve(
             if stop.line:  # a pycon block's: the line inside the statement that was running
                 stopped_at, stopped_in = stop.line, page
             result = BlockResult(
+                output=stop.output,
                 error="stopped",
                 line=stopped_at,
                 path="" if stopped_in in (page, "<stdin>") else stopped_in,
@@ -839,10 +841,12 @@ class PageWorker:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ExampleFailure(
-                    f"the block ran past its {timeout:g} s limit and was stopped",
-                    *self._stop(line),
-                )
+                (line, path), printed = self._stop(line)
+                message = f"the block ran past its {timeout:g} s limit and was stopped"
+                if printed.strip():
+                    # What it printed may say why: a child's traceback, a prompt.
+                    message += f"; the last it printed:\n\n{tail(printed)}"
+                raise ExampleFailure(message, line, path)
             if not self._conn.poll(min(remaining, 0.25)):
                 if not self._process.is_alive():
                     raise ExampleFailure(self._death(), *self._running(line))
@@ -886,9 +890,10 @@ class PageWorker:
             return f"the example process was killed by {name} during the block"
         return f"the example process ended during the block (exit code {code})"
 
-    def _stop(self, line: int) -> tuple[int, str]:
+    def _stop(self, line: int) -> tuple[tuple[int, str], str]:
         """Interrupt the running block, give it a moment, then kill it: the line (and
-        included file, see :meth:`_running`) it was stopped at."""
+        included file, see :meth:`_running`) it was stopped at, and what it had printed
+        (``""`` if it did not stop when interrupted)."""
         if self._process.pid is not None and self._process.is_alive():
             os.kill(self._process.pid, signal.SIGUSR1)
             if self._conn.poll(GRACE):
@@ -898,11 +903,11 @@ class PageWorker:
                         line = payload
                         kind, payload = self._conn.recv()
                     if kind == "done" and payload.line > 0:
-                        return self._end((payload.line, payload.path))
+                        return self._end((payload.line, payload.path)), payload.output
                 except (EOFError, ConnectionResetError):
                     pass
         # The block did not stop (it swallowed the interruption): the sampled line.
-        return self._end(self._running(line))
+        return self._end(self._running(line)), ""
 
     def _end(self, where: tuple[int, str]) -> tuple[int, str]:
         self.close(kill=True)
