@@ -581,6 +581,13 @@ def test_a_pycon_block_stopped_at_its_limit_shows_what_a_child_said_why(page):
     assert message.endswith("\nthe child says why"), message
 
 
+def test_a_block_stopped_while_its_child_ends_shows_what_the_child_printed(page):
+    # The limit comes while the block waits for what it left running to end.
+    code = "import subprocess\nsubprocess.Popen(['sh', '-c', 'echo late; sleep 30'])"
+    message = str(fails(page, python(code), timeout=1))
+    assert message.endswith("the last it printed:\n\nlate"), message
+
+
 def test_a_block_stopped_at_its_limit_before_it_printed_says_only_that(page):
     failure = fails(page, python("import time\ntime.sleep(60)"), timeout=1)
     assert str(failure) == "the block ran past its 1 s limit and was stopped"

@@ -278,7 +278,6 @@ class _WheelBuild:
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    text=True,
                 )
         except BaseException:
             shutil.rmtree(self._scratch, ignore_errors=True)

@@ -716,7 +716,11 @@ def run_pycon(
                 line=error_line,
             )
         if settle is not None:
-            settle()
+            try:
+                settle()
+            except StopExample as stop:
+                stop.output = buffer.getvalue()
+                raise
     if raises and not raised:
         return BlockResult(
             output=buffer.getvalue(),
@@ -834,17 +838,20 @@ def run_python(
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
             try:
-                for code_object in compiled:
-                    exec(code_object, module.__dict__)
-            except StopExample as stop:
+                try:
+                    for code_object in compiled:
+                        exec(code_object, module.__dict__)
+                except StopExample:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - settled if it is the one shown
+                    if settle is not None and _exception_matches(exc, raises):
+                        settle()
+                    raise
+                if settle is not None:
+                    settle()
+            except StopExample as stop:  # stopped at its limit, settling included
                 stop.output = buffer.getvalue()
                 raise
-            except BaseException as exc:  # noqa: BLE001 - settled only if it is the one shown
-                if settle is not None and _exception_matches(exc, raises):
-                    settle()
-                raise
-            if settle is not None:
-                settle()
     except StopExample:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends must fail the build too
