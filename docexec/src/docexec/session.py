@@ -835,6 +835,9 @@ def run_python(
     files = {path for path, _line, _code in parts}
     _RAN.setdefault(module, []).extend((*part, raises, os.getcwd()) for part in parts)
     buffer = _Output()
+    # Where the traceback of an exception the block shows goes: after what the block
+    # printed and before what printed while it settled, as the interpreter orders them.
+    shown_at: int | None = None
     try:
         with _as_main(module), _own_last_value(module), _capturing(buffer, ("stdout",)):
             try:
@@ -845,6 +848,7 @@ def run_python(
                     raise
                 except BaseException as exc:  # noqa: BLE001 - settled if it is the one shown
                     if settle is not None and _exception_matches(exc, raises):
+                        shown_at = len(buffer.getvalue())
                         settle()
                     raise
                 if settle is not None:
@@ -861,7 +865,9 @@ def run_python(
             while tb is not None and tb.tb_frame.f_code.co_filename not in files:
                 tb = tb.tb_next
             shown = "".join(traceback.format_exception(type(exc), exc, tb))
-            return BlockResult(output=buffer.getvalue() + shown, raised=[0])
+            printed = buffer.getvalue()
+            at = len(printed) if shown_at is None else shown_at
+            return BlockResult(output=printed[:at] + shown + printed[at:], raised=[0])
         if isinstance(exc, SystemExit):
             message = f"SystemExit({exc.code!r}): examples must not exit"
         else:
