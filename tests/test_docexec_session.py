@@ -16,6 +16,7 @@ from docexec.session import (
     parse_pycon,
     run_pycon,
     run_python,
+    tail,
 )
 
 CASES = {
@@ -154,6 +155,26 @@ def test_unexpected_exception_names_the_line_inside_the_statement():
     result = run_pycon(block, new_session_module(), first_line=20)
     assert result.error.startswith("ZeroDivisionError: division by zero")
     assert result.line == 25
+
+
+def test_a_failing_statement_s_message_shows_only_the_end_of_what_printed_before():
+    block = ">>> print('y' * 100_000 + '!')\n>>> 1 / 0"
+    result = run_pycon(block, new_session_module(), first_line=1)
+    assert "[...]yyy" in result.error and "y!\n>>> 1 / 0\nTraceback" in result.error
+    assert len(result.error) < 5_000
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("a\nb\nc\n\n", "b\nc"),  # the last lines, trailing empty ones aside
+        ("x" * 10 + "\nend", "[...]xx\nend"),  # a line cut short says so
+        ("x" * 10, "[...]" + "x" * 6),
+        ("\n".join("abcdefghij"), "i\nj"),  # cut short, but not in a kept line
+    ],
+)
+def test_tail_keeps_the_last_lines_and_at_most_so_many_characters(text, shown):
+    assert tail(text, lines=2, chars=6) == shown
 
 
 @pytest.mark.parametrize(

@@ -590,6 +590,14 @@ def test_a_block_stopped_while_its_child_ends_shows_what_the_child_printed(page)
     assert message.endswith("the last it printed:\n\nlate"), message
 
 
+def test_a_block_stopped_after_printing_much_shows_only_the_end_of_it(page):
+    # Forty million characters, most of them on one line: the message keeps the end.
+    code = "print('y' * 40_000_000)\nprint('the end')\nimport time\ntime.sleep(60)"
+    message = str(fails(page, python(code), timeout=1))
+    assert message.endswith("yyy\nthe end"), message[-200:]
+    assert len(message) < 5_000, len(message)
+
+
 def test_a_block_stopped_at_its_limit_before_it_printed_says_only_that(page):
     failure = fails(page, python("import time\ntime.sleep(60)"), timeout=1)
     assert str(failure) == "the block ran past its 1 s limit and was stopped"

@@ -730,9 +730,16 @@ def run_pycon(
     return BlockResult(output=buffer.getvalue().rstrip("\n"), raised=raised, inputs=buffer.inputs)
 
 
-def tail(text: str, lines: int = 20) -> str:
-    """The last ``lines`` lines of ``text``."""
-    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+def tail(text: str, lines: int = 20, chars: int = 4000) -> str:
+    """The last ``lines`` lines of ``text``, and of them no more than its last ``chars``
+    characters: a line cut short starts with ``[...]``."""
+    text = text.rstrip("\n")
+    cut = len(text) > chars
+    pieces = text[-chars:].split("\n")
+    kept = pieces[-lines:]
+    if cut and len(kept) == len(pieces):
+        kept[0] = "[...]" + kept[0]
+    return "\n".join(kept)
 
 
 #: What each page's python blocks ran, line for line at their page lines.

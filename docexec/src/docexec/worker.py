@@ -626,7 +626,9 @@ def serve(
             if stop.line:  # a pycon block's: the line inside the statement that was running
                 stopped_at, stopped_in = stop.line, page
             result = BlockResult(
-                output=stop.output,
+                # Only its end is shown: scrubbing all of a long output would take
+                # longer than the page's process is given to answer.
+                output=tail(stop.output),
                 error="stopped",
                 line=stopped_at,
                 path="" if stopped_in in (page, "<stdin>") else stopped_in,
