@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing.forkserver
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -586,8 +587,32 @@ def test_a_pycon_block_stopped_at_its_limit_shows_what_a_child_said_why(page):
 def test_a_block_stopped_while_its_child_ends_shows_what_the_child_printed(page):
     # The limit comes while the block waits for what it left running to end.
     code = "import subprocess\nsubprocess.Popen(['sh', '-c', 'echo late; sleep 30'])"
-    message = str(fails(page, python(code), timeout=1))
-    assert message.endswith("the last it printed:\n\nlate"), message
+    failure = fails(page, python(code), timeout=1)
+    assert re.fullmatch(
+        r"the block ran past its 1 s limit and was stopped while it waited for a process "
+        r"it started \(pid \d+: sh -c echo late; sleep 30\) to end; the last it printed:"
+        r"\n\nlate",
+        str(failure),
+    ), failure
+    assert failure.line == 9  # its code had ended: the fence's line, as for a leftover
+
+
+def test_a_pycon_block_stopped_while_its_thread_ends_says_it_waited_for_the_thread(page):
+    block = pycon(
+        """
+        >>> import threading, time
+        >>> print('started')
+        >>> threading.Thread(target=time.sleep, args=(30,), name='sleeper').start()
+        """
+    )
+    failure = fails(page, block, timeout=1)
+    assert str(failure) == (
+        "the block ran past its 1 s limit and was stopped while it waited for a thread it "
+        "started (sleeper) to end; the last it printed:\n\n>>> import threading, time\n"
+        ">>> print('started')\nstarted\n"
+        ">>> threading.Thread(target=time.sleep, args=(30,), name='sleeper').start()"
+    ), failure
+    assert failure.line == 9
 
 
 def test_a_block_stopped_after_printing_much_shows_only_the_end_of_it(page):

@@ -36,11 +36,14 @@ class StopExample(BaseException):
     """Raised inside the example process to stop a block that ran past its limit.
 
     ``line`` is the page line that was running when it was raised, where a ``pycon``
-    block knows it (0 otherwise); ``output``, what the block had printed by then.
+    block knows it (0 otherwise); ``output``, what the block had printed by then;
+    ``waiting``, what the block had left running, when its code had ended and it was
+    waiting for that to end.
     """
 
     line = 0
     output = ""
+    waiting = ""
 
 
 @dataclass

@@ -196,30 +196,40 @@ def _left_running(
         time.sleep(0.02)
 
 
-def _leftovers(before_children: set[int]) -> str:
-    """What a block left running that would print into no block, or ``""``: waited for
-    already, while the block's output was caught (see :func:`_settle`)."""
+def _still_running(before_children: set[int]) -> tuple[str, str]:
+    """What a block started that still runs, as ``(what, how to end it)``; ``("", "")``
+    if nothing does."""
     children, threads = _left_running(before_children, grace=0)
     if children:
         pid = min(children)
-        return (
-            f"a process it started (pid {pid}: {command_line(pid)}) was still running when the "
-            "block ended; wait for it in the block, so that what it prints belongs to the block"
-        )
+        return f"a process it started (pid {pid}: {command_line(pid)})", "wait for it"
     if threads:
-        return (
-            f"a thread it started ({threads[0].name}) was still running when the block ended; "
-            "join it in the block, so that what it prints belongs to the block"
-        )
-    return ""
+        return f"a thread it started ({threads[0].name})", "join it"
+    return "", ""
+
+
+def _leftovers(before_children: set[int]) -> str:
+    """What a block left running that would print into no block, or ``""``: waited for
+    already, while the block's output was caught (see :func:`_settle`)."""
+    what, how = _still_running(before_children)
+    if not what:
+        return ""
+    return (
+        f"{what} was still running when the block ended; {how} in the block, so that "
+        "what it prints belongs to the block"
+    )
 
 
 def _settle(before_children: set[int]) -> None:
     """Once a block's code has run, while its output is still caught: stop the fork
     server it started, and give what else it left running up to :data:`GRACE` seconds
     to end, so that what those print as they end is the block's."""
-    _stop_forkserver()
-    _left_running(before_children)
+    try:
+        _stop_forkserver()
+        _left_running(before_children)
+    except StopExample as stop:  # the limit came while it waited
+        stop.waiting = _still_running(before_children)[0] or "what it started"
+        raise
 
 
 def _end_group(_signum: int = 0, _frame: object = None) -> None:
@@ -625,11 +635,15 @@ def serve(
                 tb = tb.tb_next
             if stop.line:  # a pycon block's: the line inside the statement that was running
                 stopped_at, stopped_in = stop.line, page
+            waited = ""
+            if stop.waiting:  # its code had ended: the block is what ran long
+                stopped_at, stopped_in = block.first_line - 1, page
+                waited = f" while it waited for {stop.waiting} to end"
             result = BlockResult(
                 # Only its end is shown: scrubbing all of a long output would take
                 # longer than the page's process is given to answer.
                 output=tail(stop.output),
-                error="stopped",
+                error="stopped" + waited,
                 line=stopped_at,
                 path="" if stopped_in in (page, "<stdin>") else stopped_in,
                 timed_out=True,
@@ -843,8 +857,9 @@ class PageWorker:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                (line, path), printed = self._stop(line)
+                (line, path), printed, waiting = self._stop(line)
                 message = f"the block ran past its {timeout:g} s limit and was stopped"
+                message += waiting
                 if printed.strip():
                     # What it printed may say why: a child's traceback, a prompt.
                     message += f"; the last it printed:\n\n{tail(printed)}"
@@ -892,10 +907,11 @@ class PageWorker:
             return f"the example process was killed by {name} during the block"
         return f"the example process ended during the block (exit code {code})"
 
-    def _stop(self, line: int) -> tuple[tuple[int, str], str]:
+    def _stop(self, line: int) -> tuple[tuple[int, str], str, str]:
         """Interrupt the running block, give it a moment, then kill it: the line (and
-        included file, see :meth:`_running`) it was stopped at, and what it had printed
-        (``""`` if it did not stop when interrupted)."""
+        included file, see :meth:`_running`) it was stopped at, what it had printed, and
+        what it waited for, if its code had ended (both ``""`` if it did not stop when
+        interrupted)."""
         if self._process.pid is not None and self._process.is_alive():
             os.kill(self._process.pid, signal.SIGUSR1)
             if self._conn.poll(GRACE):
@@ -905,11 +921,12 @@ class PageWorker:
                         line = payload
                         kind, payload = self._conn.recv()
                     if kind == "done" and payload.line > 0:
-                        return self._end((payload.line, payload.path)), payload.output
+                        where = self._end((payload.line, payload.path))
+                        return where, payload.output, payload.error.removeprefix("stopped")
                 except (EOFError, ConnectionResetError):
                     pass
         # The block did not stop (it swallowed the interruption): the sampled line.
-        return self._end(self._running(line)), ""
+        return self._end(self._running(line)), "", ""
 
     def _end(self, where: tuple[int, str]) -> tuple[int, str]:
         self.close(kill=True)
