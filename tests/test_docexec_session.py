@@ -171,6 +171,8 @@ def test_a_failing_statement_s_message_shows_only_the_end_of_what_printed_before
         ("x" * 10 + "\nend", "[...]xx\nend"),  # a line cut short says so
         ("x" * 10, "[...]" + "x" * 6),
         ("\n".join("abcdefghij"), "i\nj"),  # cut short, but not in a kept line
+        ("x" * 10 + "\nabcde", "abcde"),  # of the line cut short, only its break was kept
+        ("xxxx\nabcdef", "abcdef"),  # cut at a line's start: nothing of it is missing
     ],
 )
 def test_tail_keeps_the_last_lines_and_at_most_so_many_characters(text, shown):

@@ -597,6 +597,25 @@ def test_a_block_stopped_while_its_child_ends_shows_what_the_child_printed(page)
     assert failure.line == 9  # its code had ended: the fence's line, as for a leftover
 
 
+def test_a_block_stopped_while_its_forked_child_ends_says_it_forked_it(page):
+    # A fork's command line is the page's process's own: it would say nothing.
+    code = "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)"
+    message = str(fails(page, python(code), timeout=1))
+    assert re.fullmatch(
+        r"the block ran past its 1 s limit and was stopped while it waited for a process "
+        r"it forked \(pid \d+\) to end",
+        message,
+    ), message
+
+
+def test_a_block_whose_cleanup_fails_as_it_is_stopped_says_it_was_stopped(page):
+    code = "import time\nprint('before')\ntry:\n    time.sleep(60)\nfinally:\n    raise ValueError('x')"
+    message = str(fails(page, python(code), timeout=1))
+    assert message == (
+        "the block ran past its 1 s limit and was stopped; the last it printed:\n\nbefore"
+    )
+
+
 def test_a_pycon_block_stopped_while_its_thread_ends_says_it_waited_for_the_thread(page):
     block = pycon(
         """
@@ -621,6 +640,17 @@ def test_a_block_stopped_after_printing_much_shows_only_the_end_of_it(page):
     message = str(fails(page, python(code), timeout=1))
     assert message.endswith("yyy\nthe end"), message[-200:]
     assert len(message) < 5_000, len(message)
+
+
+def test_a_block_stopped_after_a_progress_bar_shows_what_came_before_it(page):
+    # Redrawn 5,000 times with \r: as a terminal shows it, the bar is one short line.
+    code = (
+        "import sys, time\nprint('the data could not be read')\n"
+        "for i in range(5000):\n    sys.stdout.write(f'\\rloading {i:>4}/5000')\n"
+        "sys.stdout.flush()\ntime.sleep(60)"
+    )
+    message = str(fails(page, python(code), timeout=1))
+    assert message.endswith(":\n\nthe data could not be read\nloading 4999/5000"), message
 
 
 def test_a_block_stopped_at_its_limit_before_it_printed_says_only_that(page):

@@ -737,12 +737,13 @@ def tail(text: str, lines: int = 20, chars: int = 4000) -> str:
     """The last ``lines`` lines of ``text``, and of them no more than its last ``chars``
     characters: a line cut short starts with ``[...]``."""
     text = text.rstrip("\n")
-    cut = len(text) > chars
     pieces = text[-chars:].split("\n")
-    kept = pieces[-lines:]
-    if cut and len(kept) == len(pieces):
-        kept[0] = "[...]" + kept[0]
-    return "\n".join(kept)
+    if len(text) > chars and text[-chars - 1] != "\n":  # the first piece ends a line
+        if pieces[0]:
+            pieces[0] = "[...]" + pieces[0]
+        else:  # only that line's break was kept
+            pieces.pop(0)
+    return "\n".join(pieces[-lines:])
 
 
 #: What each page's python blocks ran, line for line at their page lines.

@@ -202,7 +202,9 @@ def _still_running(before_children: set[int]) -> tuple[str, str]:
     children, threads = _left_running(before_children, grace=0)
     if children:
         pid = min(children)
-        return f"a process it started (pid {pid}: {command_line(pid)})", "wait for it"
+        if (command := command_line(pid)) == command_line(os.getpid()):
+            return f"a process it forked (pid {pid})", "wait for it"  # its command is ours
+        return f"a process it started (pid {pid}: {command})", "wait for it"
     if threads:
         return f"a thread it started ({threads[0].name})", "join it"
     return "", ""
@@ -228,7 +230,7 @@ def _settle(before_children: set[int]) -> None:
         _stop_forkserver()
         _left_running(before_children)
     except StopExample as stop:  # the limit came while it waited
-        stop.waiting = _still_running(before_children)[0] or "what it started"
+        stop.waiting = _still_running(before_children)[0]
         raise
 
 
@@ -640,9 +642,9 @@ def serve(
                 stopped_at, stopped_in = block.first_line - 1, page
                 waited = f" while it waited for {stop.waiting} to end"
             result = BlockResult(
-                # Only its end is shown: scrubbing all of a long output would take
-                # longer than the page's process is given to answer.
-                output=tail(stop.output),
+                # Only its end is shown, as a terminal shows it: scrubbing all of a long
+                # output would take longer than the page's process is given to answer.
+                output=tail(as_terminal(stop.output)),
                 error="stopped" + waited,
                 line=stopped_at,
                 path="" if stopped_in in (page, "<stdin>") else stopped_in,
@@ -922,7 +924,9 @@ class PageWorker:
                         kind, payload = self._conn.recv()
                     if kind == "done" and payload.line > 0:
                         where = self._end((payload.line, payload.path))
-                        return where, payload.output, payload.error.removeprefix("stopped")
+                        # What it waited for, if its code had ended; not another error.
+                        waited = payload.error.removeprefix("stopped") if payload.timed_out else ""
+                        return where, payload.output, waited
                 except (EOFError, ConnectionResetError):
                     pass
         # The block did not stop (it swallowed the interruption): the sampled line.
