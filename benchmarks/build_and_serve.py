@@ -4,7 +4,8 @@ Run by hand (``make benchmark``); it prints figures and asserts nothing. Everyth
 runs on a copy of the repository's tracked files in a scratch folder (its own
 execution cache, its package first on ``PYTHONPATH``), so the checkout is never
 edited. Each figure is printed in seconds and as a ratio to the floor, the time
-``python -c "import torch"`` takes on this machine.
+``python -c "import torch"`` takes on this machine. The sites of the cold builds with
+``jobs=1`` and with every core are compared byte for byte.
 
 Under ``mkdocs serve``, an edit's latency is the time from writing the file to
 the server saying "Reloading browsers" with the edit in the page it serves.
@@ -23,6 +24,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from at_scale import same_site  # this folder is the script's: first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 MKDOCS = [sys.executable, "-m", "mkdocs"]
@@ -122,12 +125,18 @@ def main() -> None:
         )
         build = [*MKDOCS, "build", "--strict", "--site-dir", str(Path(scratch) / "site")]
         # Cold, one page at a time and every core, side by side: alternated, so that a
-        # busier moment of the machine weighs on both alike.
+        # busier moment of the machine weighs on both alike. Each into a site of its
+        # own, compared byte for byte (dated as `make site` dates them).
+        dated = dict(env, SOURCE_DATE_EPOCH="1700000000")
         cold: dict[str, list[float]] = {"1": [], "0": []}
         for _ in range(RUNS):
             for jobs in cold:
                 shutil.rmtree(root / ".cache", ignore_errors=True)
-                cold[jobs].append(timed(build, root, dict(env, DOCEXEC_JOBS=jobs)))
+                site = str(Path(scratch) / f"site-jobs-{jobs}")
+                shutil.rmtree(site, ignore_errors=True)
+                command = [*build[:-1], site]
+                cold[jobs].append(timed(command, root, dict(dated, DOCEXEC_JOBS=jobs)))
+        identical = same_site(Path(scratch) / "site-jobs-1", Path(scratch) / "site-jobs-0")
         one, every = median(cold["1"]), median(cold["0"])
         rows.append(("cold build, jobs=1 (every page runs)", one))
         rows.append((f"cold build, every core ({os.cpu_count()})", every))
@@ -207,6 +216,7 @@ def main() -> None:
     print(f"{'what':<{width}}  seconds  x floor")
     for name, seconds in rows:
         print(f"{name:<{width}}  {seconds:7.2f}  {seconds / floor:7.2f}")
+    print(f"sites of the cold builds, jobs=1 and every core, byte-identical: {identical}")
     print(
         f"(median of {RUNS}; cores: {os.cpu_count()}; load average now: {os.getloadavg()[0]:.2f})"
     )
