@@ -653,6 +653,15 @@ def test_a_block_stopped_after_a_progress_bar_shows_what_came_before_it(page):
     assert message.endswith(":\n\nthe data could not be read\nloading 4999/5000"), message
 
 
+def test_a_block_that_sends_itself_the_stop_signal_is_told_that_signal_is_docexecs(page):
+    code = (
+        "import os, signal\nx = 1\nos.kill(os.getpid(), signal.SIGUSR1)\nimport time\ntime.sleep(5)"
+    )
+    failure = fails(page, python(code, line=20))
+    assert str(failure).startswith("the block was stopped by a SIGUSR1 docexec did not send")
+    assert failure.line == 22
+
+
 def test_a_block_stopped_at_its_limit_before_it_printed_says_only_that(page):
     failure = fails(page, python("import time\ntime.sleep(60)"), timeout=1)
     assert str(failure) == "the block ran past its 1 s limit and was stopped"

@@ -879,6 +879,13 @@ class PageWorker:
                 line = payload
                 continue
             result: BlockResult = payload
+            if result.timed_out:  # stopped, but not by this limit
+                raise ExampleFailure(
+                    "the block was stopped by a SIGUSR1 docexec did not send: docexec stops "
+                    "a block at its limit with that signal, so a page must not send it",
+                    result.line,
+                    result.path,
+                )
             if result.error:
                 raise ExampleFailure(result.error, result.line, result.path)
             return result
