@@ -859,9 +859,8 @@ class PageWorker:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                (line, path), printed, waiting = self._stop(line)
-                message = f"the block ran past its {timeout:g} s limit and was stopped"
-                message += waiting
+                (line, path), printed, stopped = self._stop(line)
+                message = f"the block ran past its {timeout:g} s limit and was {stopped}"
                 if printed.strip():
                     # What it printed may say why: a child's traceback, a prompt.
                     message += f"; the last it printed:\n\n{tail(printed)}"
@@ -918,9 +917,9 @@ class PageWorker:
 
     def _stop(self, line: int) -> tuple[tuple[int, str], str, str]:
         """Interrupt the running block, give it a moment, then kill it: the line (and
-        included file, see :meth:`_running`) it was stopped at, what it had printed, and
-        what it waited for, if its code had ended (both ``""`` if it did not stop when
-        interrupted)."""
+        included file, see :meth:`_running`) it was stopped at, what it had printed
+        (``""`` if it did not stop when interrupted), and how it was stopped: ``stopped``,
+        or ``stopped while it waited for ...`` if its code had ended."""
         if self._process.pid is not None and self._process.is_alive():
             os.kill(self._process.pid, signal.SIGUSR1)
             if self._conn.poll(GRACE):
@@ -930,14 +929,13 @@ class PageWorker:
                         line = payload
                         kind, payload = self._conn.recv()
                     if kind == "done" and payload.line > 0:
-                        where = self._end((payload.line, payload.path))
-                        # What it waited for, if its code had ended; not another error.
-                        waited = payload.error.removeprefix("stopped") if payload.timed_out else ""
-                        return where, payload.output, waited
+                        # Its stop's own words; not another error it ended with.
+                        stopped = payload.error if payload.timed_out else "stopped"
+                        return self._end((payload.line, payload.path)), payload.output, stopped
                 except (EOFError, ConnectionResetError):
                     pass
         # The block did not stop (it swallowed the interruption): the sampled line.
-        return self._end(self._running(line)), "", ""
+        return self._end(self._running(line)), "", "stopped"
 
     def _end(self, where: tuple[int, str]) -> tuple[int, str]:
         self.close(kill=True)
