@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from mkdocs.plugins import get_plugin_logger
 
+from docexec import scratch
 from docexec.cache import installed_distributions, write_atomically
 
 log = get_plugin_logger(__name__)
@@ -253,7 +253,7 @@ class _WheelBuild:
         readme, sources = _inputs(root)
         if any(Path(where) in (Path("."), Path("")) for where in sources):
             raise RuntimeError("the package must sit in a folder of its own (src/), not '.'")
-        self._scratch = Path(tempfile.mkdtemp(prefix="docexec-wheel-"))
+        self._scratch = Path(scratch.folder("wheel"))
         try:
             copy = self._scratch / "project"
             copy.mkdir()

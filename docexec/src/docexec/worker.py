@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from docexec import scratch
 from docexec.cache import fingerprint, installed_folders
 from docexec.processes import (
     command_line,
@@ -807,10 +808,9 @@ class PageWorker:
     def __init__(self, root: Path, page: str, seed: int, preload: tuple[str, ...] = ()) -> None:
         context = self.context(preload)
         self.page = page
-        self.folder = tempfile.mkdtemp(prefix="docexec-page-")
-        self._scripts = tempfile.mkdtemp(prefix="docexec-spawn-")
-        handle, self._crash_file = tempfile.mkstemp(prefix="docexec-crash-")
-        os.close(handle)
+        self.folder = scratch.folder("page")
+        self._scripts = scratch.folder("spawn")
+        self._crash_file = scratch.file("crash")
         self._line = context.Value("i", 0, lock=False)
         self._file = context.Value("i", 0, lock=False)
         self._files = [page]

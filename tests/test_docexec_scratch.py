@@ -1,0 +1,95 @@
+"""docexec.scratch: what a killed build leaves in the temporary folder is swept away
+by the next process that makes scratch, and nothing a live process may own is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from docexec import scratch
+
+
+def gone_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+def test_sweep_removes_what_an_ended_process_left_and_keeps_the_rest(tmp_path):
+    dead = gone_pid()
+    (tmp_path / f"docexec-page-{dead}-abc").mkdir()
+    (tmp_path / f"docexec-page-{dead}-abc" / "out.txt").write_text("left\n")
+    (tmp_path / f"docexec-crash-{dead}-def").write_text("")
+    (tmp_path / f"docexec-wheel-{dead}-ghi").mkdir()
+    mine = tmp_path / f"docexec-page-{os.getpid()}-jkl"
+    mine.mkdir()
+    # Not docexec's scratch, or not named for a pid: never touched.
+    for name in (f"docexec-other-{dead}-x", "docexec-page-x", f"pytest-page-{dead}-y"):
+        (tmp_path / name).mkdir()
+
+    removed = scratch.sweep(str(tmp_path))
+
+    assert sorted(removed) == sorted(
+        [f"docexec-page-{dead}-abc", f"docexec-crash-{dead}-def", f"docexec-wheel-{dead}-ghi"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [mine.name, f"docexec-other-{dead}-x", "docexec-page-x", f"pytest-page-{dead}-y"]
+    )
+
+
+def test_sweep_removes_what_a_reused_pid_cannot_have_made(tmp_path):
+    """A live process that started after the folder last changed did not make it."""
+    old = tmp_path / f"docexec-spawn-{os.getpid()}-old"
+    old.mkdir()
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    new = tmp_path / f"docexec-spawn-{os.getpid()}-new"
+    new.mkdir()
+
+    assert scratch.sweep(str(tmp_path)) == [old.name]
+    assert new.is_dir()
+
+
+MAKES_SCRATCH = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from docexec.worker import PageWorker, Block
+
+    root = Path(sys.argv[1])
+    worker = PageWorker(root, "docs/page.md", seed=0)
+    worker.run(Block("python", "open('made.txt', 'w').write('x')", "s", 3), 30)
+    print(os.getpid(), flush=True)
+    if sys.argv[2] == "hang":
+        time.sleep(60)
+    worker.close()
+    """
+)
+
+
+def test_a_killed_build_s_scratch_is_swept_by_the_next_page_process(tmp_path):
+    root, temp = tmp_path / "repo", tmp_path / "tmp"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "page.md").write_text("# A page\n")
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    command = [sys.executable, "-c", MAKES_SCRATCH, str(root)]
+
+    killed = subprocess.Popen([*command, "hang"], env=env, stdout=subprocess.PIPE, text=True)
+    pid = killed.stdout.readline().strip()
+    killed.send_signal(signal.SIGTERM)  # as `docker stop` or a cancelled CI job does
+    killed.wait(30)
+    killed.stdout.close()
+    left = sorted(p.name.split("-")[1] for p in temp.iterdir() if f"-{pid}-" in p.name)
+    assert left == ["crash", "page", "spawn"]
+
+    subprocess.run([*command, "end"], env=env, check=True, capture_output=True, timeout=60)
+
+    # (What remains is multiprocessing's own socket folder, pymp-*, which the killed
+    # process's fork server listened on: Python's, not named for a process.)
+    assert [p.name for p in temp.iterdir() if p.name.startswith("docexec-")] == []
