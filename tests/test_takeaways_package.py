@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import subprocess
 import sys
 import zipfile
@@ -227,6 +228,25 @@ def test_a_kept_wheel_that_is_not_what_was_kept_is_built_again_said_once(
     caplog.clear()
     assert cached_wheel(project, tmp_path / "three", cache).read_bytes() == fresh
     assert not [r for r in caplog.records if "kept wheel" in r.getMessage()]  # kept anew
+
+
+def test_a_failed_wheel_build_says_setuptools_last_lines(tmp_path):
+    project = tiny_project(tmp_path / "project")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'version = "1.0"\n', 'version = "1.0"\ndependencies = ["a ((("]\n'
+        )
+    )
+    with pytest.raises(RuntimeError) as caught:
+        ReaderWheel(project, None).publish(tmp_path / "site")
+    first, *shown = str(caught.value).splitlines()
+    # setuptools prints the offending rule, then a traceback: only its end is shown.
+    match = re.fullmatch(
+        r"building the wheel failed; the last 20 of setuptools' (\d+) lines:", first
+    )
+    assert match and int(match[1]) > 20, first
+    assert len(shown) == 20 and "must be pep508" in shown[-1], shown
 
 
 def test_the_wheel_key_names_the_installed_distributions(tmp_path, monkeypatch):

@@ -32,6 +32,7 @@ from mkdocs.plugins import get_plugin_logger
 
 from docexec import scratch
 from docexec.cache import installed_distributions, write_atomically
+from docexec.session import tail
 
 log = get_plugin_logger(__name__)
 
@@ -223,7 +224,7 @@ class ReaderWheel:
             The wheel's path in ``folder``.
 
         Raises:
-            RuntimeError: The build failed; the message holds setuptools' output.
+            RuntimeError: The build failed; the message ends with setuptools' last lines.
         """
         found = self._found
         if found is None:
@@ -243,6 +244,10 @@ class ReaderWheel:
         if self._build is not None:
             self._build.stop()
             self._build = None
+
+
+#: The lines of setuptools' output a failed build's message shows at most.
+_SHOWN = 20
 
 
 class _WheelBuild:
@@ -287,14 +292,24 @@ class _WheelBuild:
         """The wheel's name and bytes, once built; the scratch folder is removed.
 
         Raises:
-            RuntimeError: The build failed; the message holds setuptools' output.
+            RuntimeError: The build failed; the message ends with the last lines of
+                setuptools' output.
         """
         try:
             code = self._process.wait()
             output = (self._scratch / "log").read_text(errors="replace")
             built = sorted(self._out.glob("*.whl")) if self._out.is_dir() else []
             if code != 0 or len(built) != 1:
-                raise RuntimeError(f"building the wheel failed:\n{output}")
+                # Its end says why; the rest (each file copied, a traceback's frames)
+                # would bury the build's own last lines.
+                count = len(output.rstrip("\n").splitlines())
+                last = tail(output, lines=_SHOWN)
+                said = (
+                    f"the last {len(last.splitlines())} of setuptools' {count} lines"
+                    if count > _SHOWN
+                    else "setuptools said"
+                )
+                raise RuntimeError(f"building the wheel failed; {said}:\n{last}")
             return built[0].name, built[0].read_bytes()
         finally:
             shutil.rmtree(self._scratch, ignore_errors=True)
@@ -378,7 +393,7 @@ def build_wheel(root: Path, folder: Path) -> Path:
         The wheel's path.
 
     Raises:
-        RuntimeError: The build failed; the message holds setuptools' output.
+        RuntimeError: The build failed; the message ends with setuptools' last lines.
     """
     return ReaderWheel(root, None).publish(folder)
 
