@@ -4,11 +4,16 @@ by the next process that makes scratch, and nothing a live process may own is.""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
+
+import pytest
 
 from docexec import scratch
 
@@ -72,19 +77,29 @@ MAKES_SCRATCH = textwrap.dedent(
 )
 
 
-def test_a_killed_build_s_scratch_is_swept_by_the_next_page_process(tmp_path):
-    root, temp = tmp_path / "repo", tmp_path / "tmp"
+@pytest.fixture
+def short_temp():
+    """A temporary folder of its own with a short path: the fork server's socket lives
+    in it, and a socket's path may not be longer than 107 bytes (pytest's are long)."""
+    temp = Path(tempfile.mkdtemp(prefix="scratch-", dir="/tmp"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_killed_build_s_scratch_is_swept_by_the_next_page_process(tmp_path, short_temp):
+    root, temp = tmp_path / "repo", short_temp
     (root / "docs").mkdir(parents=True)
     (root / "docs" / "page.md").write_text("# A page\n")
-    temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp)}
     command = [sys.executable, "-c", MAKES_SCRATCH, str(root)]
 
-    killed = subprocess.Popen([*command, "hang"], env=env, stdout=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(
+        [*command, "hang"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     pid = killed.stdout.readline().strip()
     killed.send_signal(signal.SIGTERM)  # as `docker stop` or a cancelled CI job does
-    killed.wait(30)
-    killed.stdout.close()
+    _, stderr = killed.communicate(timeout=30)
+    assert pid.isdigit(), stderr
     left = sorted(p.name.split("-")[1] for p in temp.iterdir() if f"-{pid}-" in p.name)
     assert left == ["crash", "page", "spawn"]
 
