@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -285,6 +286,7 @@ def test_serve_reruns_pages_with_the_new_package_code(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
     )
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -293,8 +295,14 @@ def test_serve_reruns_pages_with_the_new_package_code(tmp_path):
         body = _wait_for(url, "VALUE-TWO")
         assert "VALUE-ONE" not in body
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        # Ctrl-C, as an author stops it: SIGTERM would leave multiprocessing's socket
+        # folder (pymp-*) of the fork server in /tmp, since no cleanup runs.
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def test_pages_offer_their_notebook_and_script_with_a_stamp(tmp_path):
@@ -393,7 +401,6 @@ def test_workdir_is_where_the_block_runs(tmp_path):
 
 def test_an_interrupted_build_ends_its_example_process(tmp_path):
     """Ctrl-C during a block: mkdocs exits instead of waiting for the block to finish."""
-    import signal
     import time
 
     started = tmp_path / "started"
@@ -650,7 +657,6 @@ def test_nothing_a_failed_build_started_is_left_running(tmp_path):
 
 
 def test_interrupting_serve_ends_the_page_processes(tmp_path):
-    import signal
     import time
 
     started = tmp_path / "started"
