@@ -2,6 +2,7 @@
 
 import os
 import pty
+import random
 import select
 import sys
 import termios
@@ -12,6 +13,7 @@ import pytest
 from docexec.session import (
     AddressStabilizer,
     PathScrubber,
+    as_terminal,
     new_session_module,
     parse_pycon,
     run_pycon,
@@ -162,6 +164,34 @@ def test_a_failing_statement_s_message_shows_only_the_end_of_what_printed_before
     result = run_pycon(block, new_session_module(), first_line=1)
     assert "[...]yyy" in result.error and "y!\n>>> 1 / 0\nTraceback" in result.error
     assert len(result.error) < 5_000
+
+
+def overwrite_in_order(line: str) -> str:
+    """A terminal's line, drawn part by part: each ``\\r`` part overwrites the start."""
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part) :]
+    return shown
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("loading 1/3\rloading 2/3\rloading 3/3\n", "loading 3/3\n"),
+        ("long line here\rshort\n", "shortline here\n"),
+        ("a\r\nb\rc", "a\nc"),  # \r\n is a line's end, not a redraw
+        ("\x1b[32mgreen\x1b[0m\rGR", "GReen"),
+    ],
+)
+def test_as_terminal_shows_each_column_as_last_drawn(text, shown):
+    assert as_terminal(text) == shown
+
+
+def test_as_terminal_agrees_with_drawing_the_parts_in_order():
+    draw = random.Random(0)
+    for _ in range(500):
+        line = "".join(draw.choice("ab\r") for _ in range(draw.randrange(30)))
+        assert as_terminal(line) == overwrite_in_order(line), repr(line)
 
 
 @pytest.mark.parametrize(

@@ -359,9 +359,13 @@ def as_terminal(text: str) -> str:
         return text
     lines = []
     for line in text.split("\n"):
+        # Each column shows the last part that reached it: from the last part back,
+        # an earlier one adds only the columns past every later one (each character
+        # is copied once, however often the line is redrawn).
         shown = ""
-        for part in line.split("\r"):
-            shown = part + shown[len(part) :]
+        for part in reversed(line.split("\r")):
+            if len(part) > len(shown):
+                shown += part[len(shown) :]
         lines.append(shown)
     return "\n".join(lines)
 
