@@ -8,8 +8,11 @@ plugin's own stylesheet (or neither), and docstring blocks placed by mkdocstring
 
 from __future__ import annotations
 
+import multiprocessing.connection
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from importlib import metadata
 from pathlib import Path
@@ -98,6 +101,35 @@ def test_a_build_on_such_a_system_stops_at_start_with_that_line(tmp_path, monkey
     result = build_site(tmp_path)
     assert result.returncode == 1
     assert "ERROR   -  docexec runs pages on Linux only\n" in result.log
+    assert not (tmp_path / "site").exists()
+
+
+def test_a_temporary_folder_too_long_for_a_socket_is_named(tmp_path):
+    # A real TMPDIR, in a Python of its own: multiprocessing keeps its folder per process.
+    check = "from docexec.worker import socket_problem; print(socket_problem())"
+    short = tempfile.gettempdir()
+    long = tmp_path / ("t" * 80)
+    long.mkdir()
+    said = {}
+    for name, folder in (("short", short), ("long", long)):
+        env = {**os.environ, "TMPDIR": str(folder)}
+        run = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        said[name] = run.stdout.strip()
+    assert said["short"] == ""
+    assert f"set TMPDIR to a shorter folder (the temporary folder is {long})" in said["long"]
+    assert list(long.iterdir()) == []  # multiprocessing's own folder went with its process
+
+
+def test_a_build_that_could_not_start_pages_stops_at_start_saying_why(tmp_path, monkeypatch):
+    too_long = "/tmp/" + "x" * 120
+    monkeypatch.setattr(multiprocessing.connection, "arbitrary_address", lambda family: too_long)
+    result = build_site(tmp_path)
+    assert result.returncode == 1
+    assert (
+        f"ERROR   -  docexec: the socket that pages' processes are started through would be {too_long}, 125 bytes"
+        in result.log
+    )
     assert not (tmp_path / "site").exists()
 
 

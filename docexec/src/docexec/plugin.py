@@ -61,7 +61,7 @@ from docexec.processes import check_platform
 from docexec.snippets import expand_snippets
 from docexec.stamp import build_stamp, source_date_epoch
 from docexec.start import HASH_SEED
-from docexec.worker import PageWorker
+from docexec.worker import PageWorker, socket_problem
 
 log = get_plugin_logger(__name__)
 
@@ -144,6 +144,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         self.exports: dict[str, tuple[str, PageExport]] = {}
         if missing := check_platform():
             raise PluginError(missing)
+        if problem := socket_problem():
+            raise PluginError(f"docexec: {problem}")
         self.stamp = build_stamp(self.root, self.config.preload)
         for module in self.config.preload:
             if importlib.util.find_spec(module.split(".")[0]) is None:

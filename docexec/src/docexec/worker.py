@@ -16,6 +16,7 @@ import contextlib
 import faulthandler
 import functools
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
 import multiprocessing.popen_forkserver
 import multiprocessing.spawn
@@ -684,6 +685,29 @@ _LIVE: weakref.WeakSet[PageWorker] = weakref.WeakSet()
 def _close_live_workers() -> None:
     for worker in list(_LIVE):
         worker.close(kill=True)
+
+
+#: The longest path a Unix socket may have, in bytes (``sun_path`` holds 108 with its NUL).
+SOCKET_PATH_MAX = 107
+
+
+def socket_problem() -> str:
+    """Why the fork server could not listen where it would, or ``""``.
+
+    Its socket is a file in a folder multiprocessing makes in the temporary folder,
+    and a Unix socket's path may be no longer than :data:`SOCKET_PATH_MAX` bytes: a
+    long ``TMPDIR`` (a CI runner's, a test's) would end the build in ``OSError: AF_UNIX
+    path too long`` from deep inside multiprocessing.
+    """
+    address = multiprocessing.connection.arbitrary_address("AF_UNIX")
+    size = len(os.fsencode(address))
+    if size <= SOCKET_PATH_MAX:
+        return ""
+    return (
+        f"the socket that pages' processes are started through would be {address}, "
+        f"{size} bytes, longer than the {SOCKET_PATH_MAX} a Unix socket's path may be: "
+        f"set TMPDIR to a shorter folder (the temporary folder is {tempfile.gettempdir()})"
+    )
 
 
 def _start_fork_server() -> None:
