@@ -6,6 +6,7 @@ torch, so about 0.03 s a page) and sends it blocks.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.forkserver
 import os
 import re
@@ -465,6 +466,53 @@ def test_no_process_a_page_started_outlives_it(tmp_path, how):
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_with(marker) == []
+
+
+KILLED_MID_BLOCK = """\
+import threading, time
+from pathlib import Path
+from docexec.worker import Block, PageWorker
+
+worker = PageWorker(Path(__file__).parent, "docs/page.md", seed=0)
+spin = "import subprocess\\nsubprocess.Popen(['sleep', '{marker}'])\\nwhile True:\\n    pass"
+block = Block("python", spin, "s", 3)
+threading.Thread(target=worker.run, args=(block, 600), daemon=True).start()
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_page_ends_with_the_build_that_is_killed_while_it_runs(tmp_path, signal_name):
+    """A build killed mid-block (a cancelled CI job, ``kill``) runs no cleanup: the
+    fork server must end with it, and the page, spinning, with the server."""
+    (tmp_path / "docs").mkdir()
+    marker = f"{8000 + len(signal_name)}.{os.getpid() % 1000}"
+    script = tmp_path / "build.py"
+    script.write_text(KILLED_MID_BLOCK.format(marker=marker))
+    build = subprocess.Popen([sys.executable, str(script)])
+    # The fork server and the page's process (its fork) list the script's folder in
+    # their command line, as sys.path.
+    server_or_page = f"'{tmp_path}'"
+    try:
+        deadline = time.monotonic() + 60  # a guard for a slow start, not a measurement
+        while not processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_with(marker), "the block never started"
+        assert len(processes_with(server_or_page)) == 2
+        build.send_signal(getattr(signal, signal_name))
+        build.wait(30)
+        deadline = time.monotonic() + 10  # a guard for a slow machine, not a measurement
+        while processes_with(server_or_page) + processes_with(marker):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert processes_with(server_or_page) + processes_with(marker) == []
+    finally:
+        build.kill()
+        build.wait()
+        for found in processes_with(server_or_page) + processes_with(marker):
+            with contextlib.suppress(OSError):  # what a failure left: not for the next test
+                os.kill(int(found.split(":")[0]), signal.SIGKILL)
 
 
 def test_a_page_runs_in_a_fresh_folder_and_reads_the_repository_by_its_root(tmp_path):

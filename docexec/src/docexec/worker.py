@@ -512,6 +512,28 @@ def _stop_forkserver() -> None:
             server._stop()  # reaps it, and forgets it: the next child starts another
 
 
+def _let_go_of_the_fork_server() -> None:
+    """Close this page's end of the pipe that keeps the fork server running.
+
+    The server ends when no process holds the write end of its "alive" pipe, and
+    multiprocessing gives one to every process it forks (so that the child could ask
+    the server for children of its own). A page still running when the build's
+    process was killed (SIGTERM, SIGKILL) thus kept the server alive, and the
+    server, the page's parent, kept the page alive (it ends when its parent does, see
+    :func:`die_with_parent`): the page ran on past its timeout, for ever if it spun.
+    Closed, the build's process holds the only other end: the server ends with it, and
+    the page with the server. A page that asks multiprocessing for a fork server of
+    its own starts a new one, as a script would (the one it inherits it never
+    started: it knows no pid of it).
+    """
+    server = multiprocessing.forkserver._forkserver
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        server._forkserver_alive_fd = None
+
+
 def serve(
     conn: Connection,
     root: str,
@@ -549,6 +571,7 @@ def serve(
     signal.signal(signal.SIGINT, signal.default_int_handler)  # see _start_fork_server
     os.setsid()
     die_with_parent()
+    _let_go_of_the_fork_server()
     signal.signal(signal.SIGTERM, _end_group)
     os.register_at_fork(after_in_child=_default_sigterm_in_child)
     signal.signal(signal.SIGUSR1, _raise_stop)
