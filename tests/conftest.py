@@ -17,7 +17,9 @@ import io
 import logging
 import os
 import runpy
+import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,6 +62,15 @@ def source_date_epoch() -> str:
         ["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True
     )
     return result.stdout.strip() or "0"
+
+
+@pytest.fixture
+def short_temp() -> Iterator[Path]:
+    """A temporary folder of its own with a short path: the fork server's socket lives
+    in it, and a socket's path may not be longer than 107 bytes (pytest's are long)."""
+    temp = Path(tempfile.mkdtemp(prefix="scratch-", dir="/tmp"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def processes_with(marker: str) -> list[str]:

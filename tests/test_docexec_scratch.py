@@ -4,16 +4,11 @@ by the next process that makes scratch, and nothing a live process may own is.""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-from pathlib import Path
-
-import pytest
 
 from docexec import scratch
 
@@ -75,15 +70,6 @@ MAKES_SCRATCH = textwrap.dedent(
     worker.close()
     """
 )
-
-
-@pytest.fixture
-def short_temp():
-    """A temporary folder of its own with a short path: the fork server's socket lives
-    in it, and a socket's path may not be longer than 107 bytes (pytest's are long)."""
-    temp = Path(tempfile.mkdtemp(prefix="scratch-", dir="/tmp"))
-    yield temp
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_killed_build_s_scratch_is_swept_by_the_next_page_process(tmp_path, short_temp):

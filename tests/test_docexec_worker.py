@@ -415,6 +415,22 @@ def test_a_preloaded_module_of_the_repository_is_read_by_every_page(tmp_path, mo
     assert list(files) == ["helper.py"]
 
 
+def test_a_preloaded_module_of_the_repository_runs_as_its_file_is_now(tmp_path, monkeypatch):
+    # Under `mkdocs serve`: the module is edited between two builds of the page.
+    worker = preloading(tmp_path, monkeypatch, "edited", "VALUE = 'one'\n")
+    try:
+        assert run(worker, python("import edited\nprint(edited.VALUE)")) == "one\n"
+    finally:
+        worker.close()
+    time.sleep(0.01)  # a modification time of its own, on a coarse clock too
+    (tmp_path / "edited.py").write_text("VALUE = 'two, and longer'\n")
+    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch", "edited"))
+    try:
+        assert run(worker, python("import edited\nprint(edited.VALUE)")) == "two, and longer\n"
+    finally:
+        worker.close()
+
+
 def test_a_page_process_does_not_run_the_builds_main_script_again(tmp_path):
     # A build started from a script that has no `if __name__ == "__main__"` guard:
     # multiprocessing would run the script again in each child it starts.
@@ -482,14 +498,16 @@ time.sleep(600)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
-def test_a_page_ends_with_the_build_that_is_killed_while_it_runs(tmp_path, signal_name):
+def test_a_page_ends_with_the_build_that_is_killed_while_it_runs(tmp_path, short_temp, signal_name):
     """A build killed mid-block (a cancelled CI job, ``kill``) runs no cleanup: the
     fork server must end with it, and the page, spinning, with the server."""
     (tmp_path / "docs").mkdir()
     marker = f"{8000 + len(signal_name)}.{os.getpid() % 1000}"
     script = tmp_path / "build.py"
     script.write_text(KILLED_MID_BLOCK.format(marker=marker))
-    build = subprocess.Popen([sys.executable, str(script)])
+    # Its scratch, which a killed build leaves, in a folder of the test's own.
+    env = {**os.environ, "TMPDIR": str(short_temp)}
+    build = subprocess.Popen([sys.executable, str(script)], env=env)
     # The fork server and the page's process (its fork) list the script's folder in
     # their command line, as sys.path.
     server_or_page = f"'{tmp_path}'"

@@ -13,6 +13,12 @@ is done here is done once per server instead of once per page:
   operator libraries take 0.1 s to tear down) no longer run at a page's exit. They
   undo what the server's imports did, in a process about to end; a page's own
   finalizers and ``atexit`` handlers still run, as at a script's exit.
+- The state of each file it imported from outside the Python installation (the
+  repository's own modules, an editable install): a build whose page would fork from a
+  server holding a module older than its file starts a new server instead
+  (:func:`docexec.worker.stale_server`). Under ``mkdocs serve`` an edited module
+  that is preloaded would otherwise run as it was, in a page whose record names the
+  file as it is.
 - The server's own end: when the build is done (or a new server replaces it), it
   leaves without its interpreter's teardown (:func:`_end_at_once`). With torch
   preloaded that teardown took 0.6 s, after the build had said it was done, with the
@@ -30,12 +36,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import sys
 import weakref
 
+from docexec.scratch import server_files
 from docexec.start import ready_to_seed
 
 #: Each module the server holds, by name: the module, and its file's real path.
@@ -60,6 +68,8 @@ def _end_at_once() -> None:
     this runs first; a page's process, which runs the handlers it inherited as it
     closes, is not the server and goes on to its own."""
     if os.getpid() == _SERVER:
+        with contextlib.suppress(OSError):
+            os.unlink(server_files(_SERVER))
         # What multiprocessing undoes at exit is not skipped: the processes a preload
         # started (a Manager, a daemon), its finalizers and temporary folder.
         multiprocessing.util._exit_function()  # noqa: SLF001 - its own exit handler
@@ -80,5 +90,23 @@ def _imported_by_the_fork_server() -> bool:
     return False
 
 
+def _list_imported_files() -> None:
+    """Write :func:`docexec.scratch.server_files`: each file of a module the server
+    holds, from outside the Python installation, with its modification time and size."""
+    installed = tuple(os.path.join(os.path.realpath(p), "") for p in {sys.prefix, sys.base_prefix})
+    states = {}
+    for _module, real in REAL_FILES.values():
+        if real.startswith(installed):
+            continue
+        with contextlib.suppress(OSError):
+            stat = os.stat(real)
+            states[real] = [stat.st_mtime_ns, stat.st_size]
+    path = server_files(_SERVER)
+    with open(path + ".part", "w") as file:
+        json.dump(states, file)
+    os.replace(path + ".part", path)
+
+
 if _imported_by_the_fork_server():
+    _list_imported_files()
     atexit.register(_end_at_once)

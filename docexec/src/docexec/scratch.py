@@ -18,9 +18,10 @@ import threading
 from pathlib import Path
 
 #: What docexec keeps in the temporary folder: a page's working folder, the scripts its
-#: ``spawn`` children start from, the file its process writes a crash into, and the
-#: folder the reader's wheel is built in.
-KINDS = ("page", "spawn", "crash", "wheel")
+#: ``spawn`` children start from, the file its process writes a crash into, the
+#: folder the reader's wheel is built in, and the list of files the fork server
+#: imported (:func:`server_files`).
+KINDS = ("page", "spawn", "crash", "wheel", "server")
 
 _NAME = re.compile(rf"docexec-(?:{'|'.join(KINDS)})-(\d+)-")
 _swept = False
@@ -109,3 +110,9 @@ def file(kind: str) -> str:
     handle, path = tempfile.mkstemp(prefix=f"docexec-{kind}-{os.getpid()}-")
     os.close(handle)
     return path
+
+
+def server_files(pid: int) -> str:
+    """Where the fork server ``pid`` lists the files it imported, each with its state then
+    (written by :mod:`docexec.preloaded`, read by :func:`docexec.worker.stale_server`)."""
+    return os.path.join(tempfile.gettempdir(), f"docexec-server-{pid}-files.json")

@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import faulthandler
 import functools
+import json
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
@@ -733,6 +734,30 @@ def socket_problem() -> str:
     )
 
 
+def stale_server() -> list[str]:
+    """The files that changed since the running fork server imported them (the
+    repository's modules it preloaded, see :mod:`docexec.preloaded`); none if no
+    server runs, or it has not listed them yet (it is still importing them)."""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return []
+    try:
+        with open(scratch.server_files(pid)) as file:
+            states = json.load(file)
+    except (OSError, ValueError):
+        return []
+    changed = []
+    for path, (mtime, size) in states.items():
+        try:
+            stat = os.stat(path)
+        except OSError:
+            changed.append(path)
+            continue
+        if [stat.st_mtime_ns, stat.st_size] != [mtime, size]:
+            changed.append(path)
+    return changed
+
+
 def _start_fork_server() -> None:
     """Start the fork server, unless it runs; from the main thread, with SIGINT ignored.
 
@@ -837,6 +862,8 @@ class PageWorker:
             # every non-daemonic child), so that this one runs first and ends them.
             atexit.register(_close_live_workers)
         preload = tuple(preload)
+        if preload == cls._preload and not _LIVE and stale_server():
+            multiprocessing.forkserver._forkserver._stop()  # the next page starts another
         if preload != cls._preload:
             if cls._preload is not None and not _LIVE:
                 multiprocessing.forkserver._forkserver._stop()
