@@ -58,6 +58,7 @@ def config(
     timeout: float | None = None,
     seed: int | None = None,
     cache: bool | None = None,
+    cache_dir: str | None = None,
     jobs: int | None = None,
     provenance: bool | None = None,
     preload: Sequence[str] = ("torch",),
@@ -71,7 +72,7 @@ def config(
 
     Args:
         docexec: whether docexec is among the plugins (without it, markdown-exec alone).
-        timeout: with ``seed``, ``cache``, ``jobs``, ``provenance`` and ``preload``,
+        timeout: with ``seed``, ``cache``, ``cache_dir``, ``jobs``, ``provenance`` and ``preload``,
             docexec's options, each written only when given (``preload`` when not
             empty; torch by default: these tests' pages import it, as the site's do).
         languages: markdown-exec's ``languages``; ``None`` for its default (all).
@@ -85,6 +86,7 @@ def config(
         "timeout": timeout,
         "seed": seed,
         "cache": cache,
+        "cache_dir": cache_dir,
         "jobs": jobs,
         "provenance": provenance,
         "preload": list(preload) or None,

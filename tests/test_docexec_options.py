@@ -133,6 +133,27 @@ def test_a_build_that_could_not_start_pages_stops_at_start_saying_why(tmp_path, 
     assert not (tmp_path / "site").exists()
 
 
+@pytest.mark.parametrize(("folder", "inside"), [("docs/cache", "docs_dir"), ("site/x", "site_dir")])
+def test_a_cache_folder_inside_the_docs_or_the_site_is_refused(tmp_path, folder, inside):
+    result = build_site(tmp_path, cache_dir=folder)
+    assert result.returncode == 1
+    assert f"plugins.docexec.cache_dir '{folder}' is inside {inside}" in result.log
+    assert not (tmp_path / folder).exists()
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off"])
+def test_docexec_cache_turns_the_cache_off_in_words_too(tmp_path, value):
+    result = build_site(tmp_path, env={"DOCEXEC_CACHE": value})
+    assert result.returncode == 0, result.log
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_docexec_cache_that_says_neither_is_refused(tmp_path):
+    result = build_site(tmp_path, env={"DOCEXEC_CACHE": "maybe"})
+    assert result.returncode == 1
+    assert "DOCEXEC_CACHE='maybe': 0, false, no or off turns the cache off" in result.log
+
+
 def test_a_preload_that_is_not_installed_fails_at_start_naming_it(tmp_path):
     result = build_site(tmp_path, preload=["no_such_module_here"])
     assert result.returncode == 1

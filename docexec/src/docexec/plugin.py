@@ -125,6 +125,24 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 STYLESHEET = "assets/docexec.css"
 
 
+def _cache_wanted(value: str) -> bool:
+    """Whether ``DOCEXEC_CACHE`` leaves the cache on: unset, empty, 1, true, yes or on;
+    0, false, no or off turn it off.
+
+    Raises:
+        PluginError: Any other value.
+    """
+    word = value.strip().lower()
+    if word in ("", "1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise PluginError(
+        f"DOCEXEC_CACHE={value!r}: 0, false, no or off turns the cache off; 1, true, yes "
+        "or on leaves it on"
+    )
+
+
 class DocExecPlugin(BasePlugin[DocExecConfig]):
     """Run every executable block in a per-page process and fail loudly."""
 
@@ -194,7 +212,17 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
             if epoch:
                 os.environ["SOURCE_DATE_EPOCH"] = epoch
         self.cache: ExecutionCache | None = None
-        if self.config.cache and os.environ.get("DOCEXEC_CACHE", "1") != "0":
+        if self.config.cache and _cache_wanted(os.environ.get("DOCEXEC_CACHE", "")):
+            folder = (self.root / self.config.cache_dir).resolve()
+            for option in ("docs_dir", "site_dir"):
+                inside = Path(config[option]).resolve()
+                if folder == inside or inside in folder.parents:
+                    raise PluginError(
+                        f"mkdocs.yml: plugins.docexec.cache_dir {self.config.cache_dir!r} is "
+                        f"inside {option} ({config[option]}), where MkDocs would "
+                        + ("publish the cache" if option == "docs_dir" else "wipe it")
+                        + ": choose a folder outside it (the default is .cache/docexec)"
+                    )
             self.cache = ExecutionCache(
                 self.root, self.root / self.config.cache_dir, environment_key(self.config.seed)
             )
