@@ -277,6 +277,13 @@ def test_a_shard_that_is_not_k_of_n_is_refused(tmp_path):
     assert "K/N" in result.stderr
 
 
+def test_jobs_that_are_not_a_count_are_refused_naming_the_option(tmp_path):
+    result = run_shard(write_site(tmp_path, PAGES), "1/1", "--jobs", "-1")
+    assert result.returncode == 2
+    assert "argument --jobs: '-1': a whole number of pages at once" in result.stderr
+    assert "DOCEXEC_JOBS" not in result.stderr  # not set: not what was wrong
+
+
 def test_a_failing_page_fails_its_shard_naming_its_line(tmp_path):
     pages = {"a.md": '# A\n\n```python exec="on"\nraise ValueError("no")\n```\n'}
     result = run_shard(write_site(tmp_path, pages), "1/1")

@@ -30,6 +30,14 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _jobs(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a whole number of pages at once, or 0 (every core)"
+        )
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m docexec", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--shard", type=_shard, default=(1, 1), help="K/N: run shard K of N only")
     run.add_argument(
-        "--jobs", type=int, help="pages at once (default: DOCEXEC_JOBS, else every core)"
+        "--jobs", type=_jobs, help="pages at once (default: DOCEXEC_JOBS, else every core)"
     )
     run.add_argument("--out", type=Path, help="also copy the shard's records into this folder")
     return parser
