@@ -22,6 +22,7 @@ from docexec.package import (
     ReaderWheel,
     build_wheel,
     cached_wheel,
+    install_html,
     notebook_install_cell,
     reader_package,
     script_install_check,
@@ -54,6 +55,54 @@ def test_the_command_installs_the_projects_wheel_from_the_site_with_its_extras()
 def test_a_wrong_package_option_says_what_is_wrong(requirement, site, message):
     with pytest.raises(ValueError, match=message):
         reader_package(ROOT, requirement, site)
+
+
+def test_a_package_option_without_a_pyproject_says_where_it_looked(tmp_path):
+    with pytest.raises(ValueError, match="pyproject.toml beside mkdocs.yml .*: there is none"):
+        reader_package(tmp_path, "tiny", SITE)
+
+
+def test_a_package_option_says_when_setuptools_cannot_build_a_wheel(monkeypatch):
+    def version(name: str) -> str:
+        if name == "setuptools":
+            return "65.5.0"  # a fresh venv's, before setuptools built wheels alone
+        raise package.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(package.metadata, "version", version)
+    with pytest.raises(ValueError, match=r"setuptools 65\.5\.0, .*pip install 'setuptools>=70\.1'"):
+        reader_package(ROOT, "learnable-parameters[pages]", SITE)
+
+
+@pytest.mark.parametrize(
+    ("tool", "layout"),
+    [
+        ('[tool.setuptools]\npackages = ["tiny"]\n', "tiny"),  # listed, in the project's folder
+        ("", "src"),  # found by setuptools' automatic discovery
+    ],
+)
+def test_the_wheel_holds_the_package_however_setuptools_is_told_where(tmp_path, tool, layout):
+    root = tmp_path / "project"
+    (root / layout / "tiny" if layout == "src" else root / "tiny").mkdir(parents=True)
+    init = (
+        root / layout / "tiny" / "__init__.py" if layout == "src" else root / "tiny" / "__init__.py"
+    )
+    init.write_text("VALUE = 1\n")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "tiny"\nversion = "1.0"\n{tool}'
+    )
+    wheel = cached_wheel(root, tmp_path / "site", None)
+    assert zipfile.ZipFile(wheel).read("tiny/__init__.py") == b"VALUE = 1\n"
+
+
+def test_a_project_that_names_no_python_is_not_said_to_need_one(tmp_path):
+    project = tiny_project(tmp_path / "project")
+    said = reader_package(project, "tiny", SITE)
+    assert said.python == ""
+    result = run_script_check(said, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"This script needs tiny 1.0: {said.command}\n"
+    assert "with Python" not in install_html(said) + notebook_install_cell(said)
 
 
 def test_the_wheel_is_the_same_bytes_twice_and_leaves_the_checkout_alone(tmp_path, monkeypatch):

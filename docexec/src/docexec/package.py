@@ -13,6 +13,7 @@ set, so its files carry the commit's date: two builds of one commit, same bytes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,6 +27,7 @@ import tomllib
 import zipfile
 from dataclasses import dataclass
 from html import escape
+from importlib import metadata
 from pathlib import Path
 
 from mkdocs.plugins import get_plugin_logger
@@ -88,6 +90,11 @@ class ReaderPackage:
         return f"{self.name}{extras} @ {self.url}"
 
     @property
+    def with_python(self) -> str:
+        """``", with Python 3.11"``, or nothing when the project names no Python."""
+        return f", with Python {self.python}" if self.python else ""
+
+    @property
     def command(self) -> str:
         """The one command a reader runs, in a shell."""
         return f'pip install "{self.requirement}"'
@@ -113,8 +120,19 @@ def reader_package(root: Path, requirement: str, site_url: str) -> ReaderPackage
     match = _REQUIREMENT.match(requirement)
     if match is None:
         raise ValueError(f"package: {requirement!r} is not a name with extras, like 'name[extra]'")
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    name, version = project["name"], project["version"]
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+        name, version = project["name"], project["version"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as error:
+        problem = (
+            "there is none"
+            if isinstance(error, FileNotFoundError)
+            else f"its [project] gives no name and version ({type(error).__name__}: {error})"
+        )
+        raise ValueError(
+            f"package: names the site's own project, read from the pyproject.toml beside "
+            f"mkdocs.yml ({root / 'pyproject.toml'}): {problem}"
+        ) from None
     if _normalize(match["name"]) != _normalize(name):
         raise ValueError(
             f"package: {match['name']!r} is not this project; pyproject.toml names {name!r}"
@@ -125,6 +143,8 @@ def reader_package(root: Path, requirement: str, site_url: str) -> ReaderPackage
         raise ValueError(f"package: pyproject.toml has no extra {', '.join(missing)}")
     if not site_url:
         raise ValueError("package: the wheel is published at site_url, which is not set")
+    if problem := _builder_problem():
+        raise ValueError(f"package: the reader's wheel is built with setuptools: {problem}")
     wheel = f"{_normalize(name)}-{version}-py3-none-any.whl"
     return ReaderPackage(
         name=name,
@@ -145,12 +165,40 @@ def reader_package(root: Path, requirement: str, site_url: str) -> ReaderPackage
     )
 
 
+def _builder_problem() -> str:
+    """Why setuptools in this environment cannot build a wheel, or ``""``: it builds one
+    alone from 70.1 on, before that only with the ``wheel`` distribution installed."""
+    installed = {}
+    for name in ("setuptools", "wheel"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            installed[name] = metadata.version(name)
+    if "setuptools" not in installed:
+        return "it is not installed in the environment MkDocs runs in (pip install setuptools)"
+    numbers = [int(part) for part in re.findall(r"\d+", installed["setuptools"])[:2]]
+    if numbers < [70, 1] and "wheel" not in installed:
+        return (
+            f"this environment has setuptools {installed['setuptools']}, which builds wheels "
+            "only with the wheel distribution installed: pip install 'setuptools>=70.1'"
+        )
+    return ""
+
+
 def _inputs(root: Path) -> tuple[str | None, list[str]]:
-    """The project's readme and the folders its packages are found in."""
+    """The project's readme and the folders its packages are found in: setuptools'
+    ``packages.find.where``; for a list of ``packages``, the ``package-dir`` of the
+    root package, else each listed package's top folder; with neither, ``src`` if
+    there is one (setuptools' automatic discovery), else the project's folder."""
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     readme = pyproject["project"].get("readme")
-    find = pyproject.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {})
-    return (readme if isinstance(readme, str) else None), find.get("where", ["."])
+    readme = readme if isinstance(readme, str) else None
+    setuptools = pyproject.get("tool", {}).get("setuptools", {})
+    packages = setuptools.get("packages")
+    if isinstance(packages, list):
+        mapped = setuptools.get("package-dir", {}).get("")
+        return readme, [mapped] if mapped else sorted({name.split(".")[0] for name in packages})
+    if isinstance(packages, dict) and "find" in packages:
+        return readme, packages["find"].get("where", ["."])
+    return readme, ["src"] if (root / "src").is_dir() else ["."]
 
 
 _SKIPPED = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
@@ -402,7 +450,7 @@ def install_html(package: ReaderPackage) -> str:
     """The paragraph under a page's downloads that says how to install the package."""
     return (
         f"<p>The notebook's first cell installs what it imports. For the script, install "
-        f"it first, with Python {escape(package.python)}:</p>\n"
+        f"it first{escape(package.with_python)}:</p>\n"
         f'<pre class="docexec-install"><code>{escape(package.command)}</code></pre>\n'
     )
 
@@ -415,7 +463,7 @@ def notebook_install_cell(package: ReaderPackage) -> str:
     install stops "Run all" with one line that says what to install (IPython shows a
     ``UsageError`` as its message alone, without a traceback).
     """
-    advice = f"run {package.command} with Python {package.python}, then run this notebook again"
+    advice = f"run {package.command}{package.with_python}, then run this notebook again"
     return (
         f"# Installs the package this notebook imports, unless it is installed already\n"
         f"# as the page had it: version {package.version}, with what its extras add.\n"
@@ -451,7 +499,8 @@ def script_install_check(package: ReaderPackage) -> str:
     wanted = f"{package.name} {package.version}".strip()
     if package.extras:
         wanted += f" with [{','.join(package.extras)}]"
-    advice = f"This script needs {wanted}: {package.command} (Python {package.python})"
+    python = f" (Python {package.python})" if package.python else ""
+    advice = f"This script needs {wanted}: {package.command}{python}"
     return (
         f"from importlib import metadata\n\n\n"
         f"def _installed(name: str) -> str | None:\n"
