@@ -266,6 +266,9 @@ def test_python_block_errors_name_the_page_line():
     assert result.line == 42
     assert result.error.startswith("ZeroDivisionError")
     assert 'File "docs/page.md", line 42' in result.error
+    # The traceback starts at the page, as a script's would: docexec's exec is not shown.
+    assert 'Traceback (most recent call last):\n  File "docs/page.md", line 42' in result.error
+    assert "session.py" not in result.error
 
 
 @pytest.mark.parametrize("statement", ["raise SystemExit(0)", "raise KeyboardInterrupt"])

@@ -875,10 +875,11 @@ def run_python(
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends must fail the build too
         path, line = _deepest_frame_in(exc.__traceback__, files) or (parts[0][0], parts[0][1])
+        # From the page's first frame: docexec's own (exec) is no part of the page.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename not in files:
+            tb = tb.tb_next
         if _exception_matches(exc, raises):
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_frame.f_code.co_filename not in files:
-                tb = tb.tb_next
             shown = "".join(traceback.format_exception(type(exc), exc, tb))
             printed = buffer.getvalue()
             at = len(printed) if shown_at is None else shown_at
@@ -887,7 +888,7 @@ def run_python(
             message = f"SystemExit({exc.code!r}): examples must not exit"
         else:
             message = _describe(exc)
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        trace = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
         return BlockResult(
             output=buffer.getvalue(),
             error=f"{message}\n\n{trace}",
