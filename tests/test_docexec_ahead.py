@@ -219,13 +219,24 @@ def test_a_failing_page_stops_the_pages_still_running_and_names_its_line(tmp_pat
     assert processes_with(marker) == []
 
 
+def test_a_page_whose_workdir_is_no_folder_is_said_so_once_not_misnamed(tmp_path):
+    pages = {"a.md": '# A\n\n```python exec="on" workdir="nowhere"\nprint(1)\n```\n'}
+    result = build_in_process(write_site(tmp_path, pages))
+    assert result.returncode == 1
+    assert "(a block's workdir 'nowhere' is no folder)" in result.log
+    assert "includes code" not in result.log
+
+
 def test_a_block_with_included_code_runs_as_its_page_renders(tmp_path):
     pages = {"a.md": '# A\n\n```python exec="on" result="text"\n--8<-- "code.py"\n```\n'}
     root = write_site(tmp_path, pages)
     (root / "snippets" / "code.py").write_text("print('included', 6 * 7)\n")
     result = build_in_process(root)
     assert result.returncode == 0, result.log
-    assert "docs/a.md: its blocks will run as the page renders" in result.log
+    assert (
+        "docs/a.md: its blocks will run as the page renders (a block includes code with "
+        "pymdownx.snippets)" in result.log
+    )
     assert "included 42" in (root / "site" / "a" / "index.html").read_text()
     assert ran_lines(result.log) == ["docs/a.md"]
 

@@ -331,9 +331,16 @@ class Adapter:
 
     # Ahead of rendering -----------------------------------------------------
 
+    #: Why :meth:`foresee` last returned ``None``.
+    unforeseen = ""
+
+    def _unforeseen(self, why: str) -> None:
+        self.unforeseen = why
+
     def foresee(self, run: PageRun) -> list[tuple[Block, float, Fence]] | None:
         """The blocks the render of ``run``'s page will send, read from its Markdown as
-        SuperFences and markdown-exec read them, or ``None`` where that is not sure."""
+        SuperFences and markdown-exec read them, or ``None`` where that is not sure
+        (:attr:`unforeseen` then says why)."""
         foreseen = []
         for index, span in enumerate(run.fences):
             if span.container:
@@ -342,7 +349,7 @@ class Adapter:
             opening = _QUOTE_OR_SPACE.match(header).group(0)
             fence = _FENCE_HEADER.match(header[len(opening) :])
             if fence is None or fence["info"].startswith("{"):
-                return None
+                return self._unforeseen("a fence has its options in braces")
             lang, rest = fence["lang"], fence["rest"]
             kind = "pycon" if lang == "pycon" else "python"
             values = {
@@ -356,17 +363,19 @@ class Adapter:
                 for line in run.lines[span.first + 1 : span.last]
             )
             if any(SNIPPET.match(line) for line in written.split("\n")):
-                return None  # pymdownx.snippets brings the code: the render knows it
+                # pymdownx.snippets brings the code: the render knows it.
+                return self._unforeseen("a block includes code with pymdownx.snippets")
             try:
                 if not markdown_exec.validator(lang, values, options, {}, None):
-                    return None
+                    return self._unforeseen("markdown-exec does not take a fence's options")
                 taken = take_options(kind, options, self.timeout)
             except (FenceError, ValueError):
-                return None  # the render says what is wrong, where
+                # The render says what is wrong, where.
+                return self._unforeseen("a fence's options are not right")
             if taken.skip or taken.fence != index:
-                return None
+                return self._unforeseen("a fence is not read as it is written")
             if taken.workdir and not (self.root / taken.workdir).resolve().is_dir():
-                return None
+                return self._unforeseen(f"a block's workdir {taken.workdir!r} is no folder")
             parts = self._included_parts(run, index, written) if kind == "python" else ()
             first = (span.file_line if span.path else span.line) + 1
             block = Block(

@@ -346,8 +346,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                     todo.append((run, foreseen))
                 else:
                     log.info(
-                        f"{run.path}: its blocks will run as the page renders (one of them "
-                        "includes code, or has options in braces)"
+                        f"{run.path}: its blocks will run as the page renders "
+                        f"({self.adapter.unforeseen})"
                     )
         lines = {
             run.path: sum(len(block.source.splitlines()) for block, _timeout, _fence in foreseen)
