@@ -350,7 +350,8 @@ class _Scanner:
                     row.line,
                     f"a {name} fence says exec=, but nothing configured runs {name} fences: "
                     f"markdown-exec's languages are {', '.join(sorted(self.languages)) or 'none'}"
-                    f" (docexec runs its {', '.join(LANGUAGES)} fences); add {name} to "
+                    f" (docexec runs the {', '.join(LANGUAGES)} fences markdown-exec is set to"
+                    f" run, no others); add {name} to "
                     "markdown-exec's languages option, or remove exec= to show it as code",
                     **where,
                 )
