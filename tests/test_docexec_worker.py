@@ -631,27 +631,6 @@ def test_a_block_that_dies_names_the_line_that_was_running(page, code, why):
     assert failure.line == 22
 
 
-@pytest.mark.parametrize(
-    ("death", "why"),
-    [
-        ("os._exit(1)", "ended during the block (exit code 1)"),
-        ("import ctypes\nctypes.string_at(0)", "killed by SIGSEGV during the block"),
-    ],
-)
-def test_a_block_that_dies_shows_the_end_of_what_it_printed(page, death, why):
-    # What a page printed lives in its process: one that dies would take it along.
-    # (Not yet kept: what reached the descriptor since the last print, os.write(1, ...).)
-    printed = "import os\nfor n in range(25):\n    print('step', n)\n"
-    run(page, python("print('an earlier block')", line=5))
-    failure = fails(page, python(printed + death, line=20))
-    message = str(failure)
-    assert message.startswith(
-        f"the example process was {why}" if "killed" in why else f"the example process {why}"
-    )
-    lines = [f"step {n}" for n in range(5, 25)]
-    assert message.endswith("; the last it printed:\n\n" + "\n".join(lines)), message
-
-
 def test_a_block_stopped_at_its_limit_shows_the_end_of_what_it_printed(page):
     code = "for n in range(30):\n    print('step', n)\nimport time\ntime.sleep(60)"
     failure = fails(page, python(code, line=30), timeout=1)

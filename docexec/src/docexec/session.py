@@ -77,26 +77,6 @@ class BlockResult:
     """Where ``output`` echoes the author's input lines (``pycon``), as ``(start, end)``."""
 
 
-#: Where everything a block writes is also written as it is written (see
-#: :func:`journal_to`), or ``None``.
-_JOURNAL: int | None = None
-
-
-def journal_to(path: str) -> None:
-    """Also write everything a block writes to the file ``path``, as it is written: the
-    block's output lives in this process, and a block that ends it (``os._exit``, a
-    crash) would take what it printed with it. The build reads the file then."""
-    global _JOURNAL
-    _JOURNAL = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-
-def journal_restart() -> None:
-    """Empty the journal: a new block begins."""
-    if _JOURNAL is not None:
-        with contextlib.suppress(OSError):
-            os.ftruncate(_JOURNAL, 0)
-
-
 class _Output(io.StringIO):
     """Everything a block writes, in the order it was written.
 
@@ -114,17 +94,11 @@ class _Output(io.StringIO):
         self._saved: list[int] = []
         self.inputs: list[tuple[int, int]] = []
 
-    def _add(self, text: str) -> None:
-        super().write(text)
-        if _JOURNAL is not None:  # for the message if the process dies (see journal_to)
-            with contextlib.suppress(OSError):
-                os.write(_JOURNAL, text.encode(errors="replace"))
-
     def echo(self, text: str) -> None:
         """Write an input line the author typed; published as written, never rewritten."""
         self._drain()
         start = self.tell()
-        self._add(text)
+        super().write(text)
         self.inputs.append((start, self.tell()))
 
     def catching(self, fds: list[int]) -> _Output:
@@ -149,12 +123,11 @@ class _Output(io.StringIO):
 
     def _drain(self) -> None:
         if self._reader is not None and (data := self._reader.read()):
-            self._add(data.decode(errors="replace"))
+            super().write(data.decode(errors="replace"))
 
     def write(self, text: str) -> int:
         self._drain()
-        self._add(text)
-        return len(text)
+        return super().write(text)
 
     def getvalue(self) -> str:
         self._drain()  # while catching: what reached the descriptors too

@@ -51,8 +51,6 @@ from docexec.session import (
     StopExample,
     as_terminal,
     capture_output,
-    journal_restart,
-    journal_to,
     misplaced_output,
     new_session_module,
     outside_inputs,
@@ -537,12 +535,6 @@ def _let_go_of_the_fork_server() -> None:
         server._forkserver_alive_fd = None
 
 
-def _journal(crash_file: str) -> str:
-    """Where a page's process also writes what its running block prints (see
-    :func:`docexec.session.journal_to`): beside its crash file, named as it is."""
-    return crash_file + ".out"
-
-
 def serve(
     conn: Connection,
     root: str,
@@ -591,7 +583,6 @@ def serve(
     os.chdir(folder)
     tempfile.gettempdir()  # reads TMPDIR and friends once, before the page's reads count
     faulthandler.enable(open(crash_file, "w"))  # noqa: SIM115 - open until the process ends
-    journal_to(_journal(crash_file))
     read = PageReads(root)
     page_file = os.path.join(root, page)
     running = RunningLine(line, page, file)
@@ -611,7 +602,6 @@ def serve(
                 conn.send(("closed", scrub(capture_output(atexit._run_exitfuncs))))
             return
         os.chdir(os.path.join(root, block.workdir) if block.workdir else folder)
-        journal_restart()
         # COLUMNS is the build's, unless the block says width= (then it is the block's,
         # in its signature, and not a dependency of the page).
         read._busy = True
@@ -996,16 +986,8 @@ class PageWorker:
         code = self._process.exitcode
         if code is not None and code < 0:
             name = signal.Signals(-code).name
-            message = f"the example process was killed by {name} during the block"
-        else:
-            message = f"the example process ended during the block (exit code {code})"
-        printed = ""
-        with contextlib.suppress(OSError):
-            printed = Path(_journal(self._crash_file)).read_text(errors="replace")
-        if printed.strip():
-            # What it printed may say why (a library's last words), as for a block stopped.
-            message += f"; the last it printed:\n\n{tail(as_terminal(printed))}"
-        return message
+            return f"the example process was killed by {name} during the block"
+        return f"the example process ended during the block (exit code {code})"
 
     def _stop(self, line: int) -> tuple[tuple[int, str], str, str]:
         """Interrupt the running block, give it a moment, then kill it: the line (and
@@ -1062,5 +1044,3 @@ class PageWorker:
         shutil.rmtree(self._scripts, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(self._crash_file)
-        with contextlib.suppress(OSError):
-            os.unlink(_journal(self._crash_file))
