@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -424,11 +425,32 @@ def test_a_preloaded_module_of_the_repository_runs_as_its_file_is_now(tmp_path, 
         worker.close()
     time.sleep(0.01)  # a modification time of its own, on a coarse clock too
     (tmp_path / "edited.py").write_text("VALUE = 'two, and longer'\n")
+    # What the plugin does as each build begins, before any page runs.
+    assert PageWorker.renew_if_stale() == [str((tmp_path / "edited.py").resolve())]
     worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch", "edited"))
     try:
         assert run(worker, python("import edited\nprint(edited.VALUE)")) == "two, and longer\n"
     finally:
         worker.close()
+
+
+def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):
+    # A page whose atexit handler is slow is closing in one thread while another asks
+    # for a new server: the page counts as running until it has ended.
+    worker = preloading(tmp_path, monkeypatch, "held_while_closing", "VALUE = 1\n")
+    slow = "import atexit, time\natexit.register(time.sleep, 1.5)\nprint('ran')"
+    try:
+        assert run(worker, python(slow)) == "ran\n"
+        (tmp_path / "held_while_closing.py").write_text("VALUE = 22\n")
+        closing = threading.Thread(target=worker.close)
+        closing.start()
+        time.sleep(0.3)  # it is running its atexit handler now
+        assert PageWorker.renew_if_stale() == []
+        closing.join()
+        assert worker.atexit_output == ""  # it ended as it closes, not killed
+        assert PageWorker.renew_if_stale() == [str((tmp_path / "held_while_closing.py").resolve())]
+    finally:
+        worker.close(kill=True)
 
 
 def test_a_page_process_does_not_run_the_builds_main_script_again(tmp_path):

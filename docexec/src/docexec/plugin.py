@@ -312,6 +312,11 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         Returns:
             The pages of the shard (every page that runs code, without one), in order.
         """
+        if changed := PageWorker.renew_if_stale():
+            # A module it preloaded would run as it was: pages start from a new server.
+            where = os.path.relpath(changed[0], self.root)
+            more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+            log.info(f"{where}{more} changed since the fork server imported it: starting anew")
         serving = getattr(self, "serving", False)
         inclusion = InclusionLevel.is_in_serve if serving else InclusionLevel.is_included
         runs: list[PageRun] = []

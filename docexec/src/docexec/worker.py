@@ -862,8 +862,6 @@ class PageWorker:
             # every non-daemonic child), so that this one runs first and ends them.
             atexit.register(_close_live_workers)
         preload = tuple(preload)
-        if preload == cls._preload and not _LIVE and stale_server():
-            multiprocessing.forkserver._forkserver._stop()  # the next page starts another
         if preload != cls._preload:
             if cls._preload is not None and not _LIVE:
                 multiprocessing.forkserver._forkserver._stop()
@@ -871,6 +869,17 @@ class PageWorker:
             cls._context.set_forkserver_preload([*preload, "docexec.preloaded"])
             cls._preload = preload
         return cls._context
+
+    @classmethod
+    def renew_if_stale(cls) -> list[str]:
+        """Stop the fork server if a file it imported changed since (see
+        :func:`stale_server`), so that the next page starts a new one; return those
+        files. Only between builds, from the main thread: no page's process may be
+        running, or closing, since it would end with the server."""
+        if _LIVE or not (changed := stale_server()):
+            return []
+        multiprocessing.forkserver._forkserver._stop()
+        return changed
 
     @classmethod
     def warm_up(cls, preload: tuple[str, ...] = ()) -> None:
@@ -1021,13 +1030,13 @@ class PageWorker:
         Closing politely runs the page's ``atexit`` handlers, as a script's exit would;
         what they print is left in ``atexit_output``.
         """
-        _LIVE.discard(self)
         if self._process.pid is not None and self._process.is_alive():
             # Before the page's process ends: its orphans are its children (it is their
             # subreaper) only while it lives.
             kill_below(self._process.pid)
         if self._process.is_alive() and not kill:
-            with contextlib.suppress(BrokenPipeError, OSError):
+            # EOFError: it ended as it closed (an atexit handler that exits, say).
+            with contextlib.suppress(BrokenPipeError, OSError, EOFError):
                 self._conn.send(None)
                 if self._conn.poll(GRACE * 5):
                     kind, payload = self._conn.recv()
@@ -1040,6 +1049,7 @@ class PageWorker:
         # The page's process led its own group: end whatever it left behind.
         end_tree(self._process.pid)
         self._conn.close()
+        _LIVE.discard(self)  # live until it has ended (see renew_if_stale)
         shutil.rmtree(self.folder, ignore_errors=True)
         shutil.rmtree(self._scripts, ignore_errors=True)
         with contextlib.suppress(OSError):
