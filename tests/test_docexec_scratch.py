@@ -21,15 +21,21 @@ def gone_pid() -> int:
 
 
 def test_sweep_removes_what_an_ended_process_left_and_keeps_the_rest(tmp_path):
-    dead = gone_pid()
+    namespace = scratch._tag(os.getpid()).split("-")[2]
+    dead = f"{gone_pid()}-12345-{namespace}"  # an ended process's pid, as it started
     (tmp_path / f"docexec-page-{dead}-abc").mkdir()
     (tmp_path / f"docexec-page-{dead}-abc" / "out.txt").write_text("left\n")
     (tmp_path / f"docexec-crash-{dead}-def").write_text("")
     (tmp_path / f"docexec-wheel-{dead}-ghi").mkdir()
-    mine = tmp_path / f"docexec-page-{os.getpid()}-jkl"
+    mine = tmp_path / f"docexec-page-{scratch._tag(os.getpid())}-jkl"
     mine.mkdir()
-    # Not docexec's scratch, or not named for a pid: never touched.
-    for name in (f"docexec-other-{dead}-x", "docexec-page-x", f"pytest-page-{dead}-y"):
+    # Made a while ago, as far as its time says (a page unpacked a tar into it): still ours.
+    os.utime(mine, (time.time() - 3600, time.time() - 3600))
+    # Another pid namespace's (a container sharing /tmp): its pids are not ours to read.
+    foreign = f"docexec-page-{gone_pid()}-12345-{int(namespace) + 1}-mno"
+    # Not docexec's scratch, or not named for a process: never touched.
+    others = [foreign, f"docexec-other-{dead}-x", "docexec-page-x", f"pytest-page-{dead}-y"]
+    for name in others:
         (tmp_path / name).mkdir()
 
     removed = scratch.sweep(str(tmp_path))
@@ -37,22 +43,19 @@ def test_sweep_removes_what_an_ended_process_left_and_keeps_the_rest(tmp_path):
     assert sorted(removed) == sorted(
         [f"docexec-page-{dead}-abc", f"docexec-crash-{dead}-def", f"docexec-wheel-{dead}-ghi"]
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [mine.name, f"docexec-other-{dead}-x", "docexec-page-x", f"pytest-page-{dead}-y"]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, *others])
 
 
 def test_sweep_removes_what_a_reused_pid_cannot_have_made(tmp_path):
-    """A live process that started after the folder last changed did not make it."""
-    old = tmp_path / f"docexec-spawn-{os.getpid()}-old"
-    old.mkdir()
-    an_hour_ago = time.time() - 3600
-    os.utime(old, (an_hour_ago, an_hour_ago))
-    new = tmp_path / f"docexec-spawn-{os.getpid()}-new"
-    new.mkdir()
+    """A live process with the pid in the name, but another start, did not make it."""
+    pid, started, namespace = scratch._tag(os.getpid()).split("-")
+    before = tmp_path / f"docexec-spawn-{pid}-{int(started) - 1}-{namespace}-old"
+    before.mkdir()
+    now = tmp_path / f"docexec-spawn-{pid}-{started}-{namespace}-new"
+    now.mkdir()
 
-    assert scratch.sweep(str(tmp_path)) == [old.name]
-    assert new.is_dir()
+    assert scratch.sweep(str(tmp_path)) == [before.name]
+    assert now.is_dir()
 
 
 MAKES_SCRATCH = textwrap.dedent(

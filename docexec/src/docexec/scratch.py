@@ -3,9 +3,9 @@
 A build removes its scratch as it goes: a page's working folder when its process
 ends, the wheel's build folder when the wheel is built. A build that is killed
 (SIGTERM from ``docker stop``, a cancelled CI job, ``kill``; SIGKILL) runs no
-cleanup, so each name carries the pid of the process that made it
-(``docexec-page-<pid>-…``), and the first scratch a process makes sweeps away
-what a process that is gone left behind (:func:`sweep`).
+cleanup, so each name says which process made it
+(``docexec-page-<pid>-<start>-<pid namespace>-…``), and the first scratch a
+process makes sweeps away what a process that is gone left behind (:func:`sweep`).
 """
 
 from __future__ import annotations
@@ -23,60 +23,61 @@ from pathlib import Path
 #: imported (:func:`server_files`).
 KINDS = ("page", "spawn", "crash", "wheel", "server")
 
-_NAME = re.compile(rf"docexec-(?:{'|'.join(KINDS)})-(\d+)-")
+_NAME = re.compile(rf"docexec-(?:{'|'.join(KINDS)})-(\d+)-(\d+)-(\d+)-")
 _swept = False
 _lock = threading.Lock()
 
 
-def _started(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), ``None`` if there is none."""
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s
+    22nd field: no clock change moves it); ``None`` if there is no such process."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        ticks = int(fields[19])  # field 22, counted after the command's name
-        with open("/proc/stat") as stat:
-            boot = next(int(line.split()[1]) for line in stat if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
+        return int(fields[19])  # field 22, counted after the command's name
+    except (OSError, ValueError, IndexError):
         return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _left_behind(path: Path, pid: int) -> bool:
-    """Whether ``path``'s maker, process ``pid``, is gone: no such process, or one that
-    started after ``path`` last changed, which cannot have made it (its pid was reused)."""
-    started = _started(pid)
-    if started is None:
-        return True
+def _namespace() -> int:
+    """This process's pid namespace (its inode): a pid names a process only within it."""
     try:
-        return started > path.lstat().st_mtime + 1  # /proc's start time is in ticks
+        return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
-        return False
+        return 0
+
+
+def _tag(pid: int) -> str:
+    """What names process ``pid``'s scratch: its pid, its start, its pid namespace."""
+    return f"{pid}-{_started(pid)}-{_namespace()}"
 
 
 def sweep(folder: str | None = None) -> list[str]:
     """Remove the scratch that processes now gone left in ``folder`` (the system's
     temporary folder by default); return the names removed.
 
-    Only what this user owns is touched, and only what a live process cannot have
-    made: its maker's pid names no process, or a process younger than it.
+    A name says which process made it: its pid, when it started, and its pid
+    namespace. Only what this user owns, made in this namespace, is touched, and only
+    when no process with that pid started at that time: the maker is gone (its pid
+    unused, or used again by a younger process).
     """
     folder = folder or tempfile.gettempdir()
     removed = []
-    uid = os.getuid()
+    uid, namespace = os.getuid(), str(_namespace())
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
         match = _NAME.match(entry.name)
-        if match is None:
+        if match is None or match[3] != namespace:
             continue
+        if str(_started(int(match[1]))) == match[2]:
+            continue  # its maker runs
         path = Path(entry.path)
         try:
             if entry.stat(follow_symlinks=False).st_uid != uid:
                 continue
         except OSError:
-            continue
-        if not _left_behind(path, int(match[1])):
             continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(path, ignore_errors=True)
@@ -100,14 +101,14 @@ def _sweep_once() -> None:
 def folder(kind: str) -> str:
     """A new scratch folder of ``kind`` (one of :data:`KINDS`), named for this process."""
     _sweep_once()
-    return tempfile.mkdtemp(prefix=f"docexec-{kind}-{os.getpid()}-")
+    return tempfile.mkdtemp(prefix=f"docexec-{kind}-{_tag(os.getpid())}-")
 
 
 def file(kind: str) -> str:
     """A new, empty scratch file of ``kind`` (one of :data:`KINDS`), named for this
     process; closed, its path returned."""
     _sweep_once()
-    handle, path = tempfile.mkstemp(prefix=f"docexec-{kind}-{os.getpid()}-")
+    handle, path = tempfile.mkstemp(prefix=f"docexec-{kind}-{_tag(os.getpid())}-")
     os.close(handle)
     return path
 
@@ -115,4 +116,4 @@ def file(kind: str) -> str:
 def server_files(pid: int) -> str:
     """Where the fork server ``pid`` lists the files it imported, each with its state then
     (written by :mod:`docexec.preloaded`, read by :func:`docexec.worker.stale_server`)."""
-    return os.path.join(tempfile.gettempdir(), f"docexec-server-{pid}-files.json")
+    return os.path.join(tempfile.gettempdir(), f"docexec-server-{_tag(pid)}-files.json")
