@@ -74,25 +74,34 @@ def test_a_package_option_says_when_setuptools_cannot_build_a_wheel(monkeypatch)
 
 
 @pytest.mark.parametrize(
-    ("tool", "layout"),
+    ("tool", "folder"),
     [
         ('[tool.setuptools]\npackages = ["tiny"]\n', "tiny"),  # listed, in the project's folder
-        ("", "src"),  # found by setuptools' automatic discovery
+        (
+            '[tool.setuptools]\npackages = ["tiny"]\npackage-dir = {tiny = "lib/tiny"}\n',
+            "lib/tiny",
+        ),
+        ("", "src/tiny"),  # found by setuptools' automatic discovery
     ],
 )
-def test_the_wheel_holds_the_package_however_setuptools_is_told_where(tmp_path, tool, layout):
+def test_the_wheel_holds_the_package_however_setuptools_is_told_where(tmp_path, tool, folder):
     root = tmp_path / "project"
-    (root / layout / "tiny" if layout == "src" else root / "tiny").mkdir(parents=True)
-    init = (
-        root / layout / "tiny" / "__init__.py" if layout == "src" else root / "tiny" / "__init__.py"
-    )
-    init.write_text("VALUE = 1\n")
+    (root / folder).mkdir(parents=True)
+    (root / folder / "__init__.py").write_text("VALUE = 1\n")
     (root / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
         f'[project]\nname = "tiny"\nversion = "1.0"\n{tool}'
     )
     wheel = cached_wheel(root, tmp_path / "site", None)
     assert zipfile.ZipFile(wheel).read("tiny/__init__.py") == b"VALUE = 1\n"
+
+
+def test_a_package_folder_that_is_not_there_is_named(tmp_path):
+    root = tiny_project(tmp_path / "project")
+    text = (root / "pyproject.toml").read_text().replace('where = ["src"]', 'where = ["lib"]')
+    (root / "pyproject.toml").write_text(text)
+    with pytest.raises(RuntimeError, match=r"puts the package in lib/, which is no folder"):
+        cached_wheel(root, tmp_path / "site", None)
 
 
 def test_a_project_that_names_no_python_is_not_said_to_need_one(tmp_path):

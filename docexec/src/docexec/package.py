@@ -185,8 +185,8 @@ def _builder_problem() -> str:
 
 def _inputs(root: Path) -> tuple[str | None, list[str]]:
     """The project's readme and the folders its packages are found in: setuptools'
-    ``packages.find.where``; for a list of ``packages``, the ``package-dir`` of the
-    root package, else each listed package's top folder; with neither, ``src`` if
+    ``packages.find.where``; for a list of ``packages``, each one's folder (its own
+    ``package-dir``, its top package's, the root's, else its top package's name); with neither, ``src`` if
     there is one (setuptools' automatic discovery), else the project's folder."""
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     readme = pyproject["project"].get("readme")
@@ -194,8 +194,12 @@ def _inputs(root: Path) -> tuple[str | None, list[str]]:
     setuptools = pyproject.get("tool", {}).get("setuptools", {})
     packages = setuptools.get("packages")
     if isinstance(packages, list):
-        mapped = setuptools.get("package-dir", {}).get("")
-        return readme, [mapped] if mapped else sorted({name.split(".")[0] for name in packages})
+        folders = setuptools.get("package-dir", {})
+        found = set()
+        for name in packages:
+            top = name.split(".")[0]
+            found.add(folders.get(name) or folders.get(top) or folders.get("") or top)
+        return readme, sorted(found)
     if isinstance(packages, dict) and "find" in packages:
         return readme, packages["find"].get("where", ["."])
     return readme, ["src"] if (root / "src").is_dir() else ["."]
@@ -314,6 +318,10 @@ class _WheelBuild:
             if readme:
                 shutil.copy2(root / readme, copy / readme)
             for where in sources:
+                if not (root / where).is_dir():
+                    raise RuntimeError(
+                        f"pyproject.toml puts the package in {where}/, which is no folder"
+                    )
                 shutil.copytree(root / where, copy / where, ignore=_SKIPPED)
             self._out = self._scratch / "dist"
             # Its output goes to files: a pipe no one reads while the pages run could fill.
