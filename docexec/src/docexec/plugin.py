@@ -218,7 +218,8 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 inside = Path(config[option]).resolve()
                 if folder == inside or inside in folder.parents:
                     raise PluginError(
-                        f"mkdocs.yml: plugins.docexec.cache_dir {self.config.cache_dir!r} is "
+                        f"{os.path.basename(config.config_file_path)}: plugins.docexec.cache_dir "
+                        f"{self.config.cache_dir!r} is "
                         f"inside {option} ({config[option]}), where MkDocs would "
                         + ("publish the cache" if option == "docs_dir" else "wipe it")
                         + ": choose a folder outside it (the default is .cache/docexec)"
