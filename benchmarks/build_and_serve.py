@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,6 +72,8 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C ends it, as it ends an author's (a background job ignores it).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -97,8 +100,14 @@ class Server:
             return response.read().decode()
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
+        # Ctrl-C, as an author stops it: SIGTERM runs no cleanup, and would leave the
+        # fork server's socket folder (multiprocessing's pymp-*) in /tmp.
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def edit_latency(server: Server, root: Path, file: str, change, check: str | None) -> float:
