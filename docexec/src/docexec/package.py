@@ -186,8 +186,9 @@ def _builder_problem() -> str:
 def _inputs(root: Path) -> tuple[str | None, list[str]]:
     """The project's readme and the folders its packages are found in: setuptools'
     ``packages.find.where``; for a list of ``packages``, each one's folder (its own
-    ``package-dir``, its top package's, the root's, else its top package's name); with neither, ``src`` if
-    there is one (setuptools' automatic discovery), else the project's folder."""
+    ``package-dir``, its top package's, the root's, else its top package's name); with
+    neither, ``src`` if there is one (setuptools' automatic discovery), else the
+    project's folder."""
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     readme = pyproject["project"].get("readme")
     readme = readme if isinstance(readme, str) else None

@@ -43,6 +43,7 @@ import os
 import sys
 import weakref
 
+from docexec.cache import installed_folders
 from docexec.scratch import server_files
 from docexec.start import ready_to_seed
 
@@ -93,7 +94,7 @@ def _imported_by_the_fork_server() -> bool:
 def _list_imported_files() -> None:
     """Write :func:`docexec.scratch.server_files`: each file of a module the server
     holds, from outside the Python installation, with its modification time and size."""
-    installed = tuple(os.path.join(os.path.realpath(p), "") for p in {sys.prefix, sys.base_prefix})
+    installed = installed_folders()
     states = {}
     for _module, real in REAL_FILES.values():
         if real.startswith(installed):

@@ -34,16 +34,22 @@ def check_platform() -> str:
     )
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat``'s fields after the command's name (the first is the state,
+    field 3); ``None`` if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def live_children() -> set[int]:
     """This process's live child processes (zombies, which have ended, left out)."""
     alive = set()
     for pid in child_pids(os.getpid()):
-        try:
-            with open(f"/proc/{pid}/stat") as file:
-                state = file.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
+        fields = stat_fields(pid)
+        if fields and fields[0] not in ("Z", "X"):
             alive.add(pid)
     return alive
 

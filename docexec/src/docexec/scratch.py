@@ -17,6 +17,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from docexec.processes import stat_fields
+
 #: What docexec keeps in the temporary folder: a page's working folder, the scripts its
 #: ``spawn`` children start from, the file its process writes a crash into, the
 #: folder the reader's wheel is built in, and the list of files the fork server
@@ -31,10 +33,10 @@ _lock = threading.Lock()
 def _started(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s
     22nd field: no clock change moves it); ``None`` if there is no such process."""
+    fields = stat_fields(pid)
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return int(fields[19])  # field 22, counted after the command's name
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields else None  # field 22: the 20th after the name
+    except (ValueError, IndexError):
         return None
 
 
