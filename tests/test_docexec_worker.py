@@ -22,6 +22,7 @@ import pytest
 from conftest import processes_with
 from test_docexec_session import real_repl
 
+from docexec.cache import CHANGED, fingerprint
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 PAGE = "docs/page.md"
@@ -297,6 +298,10 @@ def preloading(tmp_path, monkeypatch, module: str, text: str) -> PageWorker:
     (tmp_path / "docs").mkdir()
     (tmp_path / PAGE).write_text("# A page\n")
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(text))
+    # Saved a while before the build, as a module is: one saved as the server starts
+    # may be newer than what it imported, and is not trusted.
+    earlier = time.time() - 10
+    os.utime(tmp_path / f"{module}.py", (earlier, earlier))
     paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # the server starts anew
     return PageWorker(tmp_path, PAGE, seed=0, preload=("torch", module))
@@ -432,6 +437,39 @@ def test_a_preloaded_module_of_the_repository_runs_as_its_file_is_now(tmp_path, 
         assert run(worker, python("import edited\nprint(edited.VALUE)")) == "two, and longer\n"
     finally:
         worker.close()
+
+
+def test_a_page_records_a_preloaded_module_as_the_server_imported_it(tmp_path, monkeypatch):
+    # Under `mkdocs serve`: the module is saved while a page forked from the server
+    # runs. The page ran the old code; its record must not name the new file, or the
+    # next build would replay the old code's output as the new file's.
+    worker = preloading(tmp_path, monkeypatch, "saved_meanwhile", "VALUE = 'old'\n")
+    imported = fingerprint(tmp_path / "saved_meanwhile.py")
+    try:
+        (tmp_path / "saved_meanwhile.py").write_text("VALUE = 'new, and longer'\n")
+        result = worker.run(python("import saved_meanwhile\nprint(saved_meanwhile.VALUE)"), 60)
+    finally:
+        worker.close(kill=True)
+    assert result.output == "old\n"
+    assert result.files == {"saved_meanwhile.py": imported}
+
+
+def test_a_preloaded_module_written_as_the_server_imports_it_is_never_trusted(
+    tmp_path, monkeypatch
+):
+    # Saved after the server started, before it listed its files: what it holds may be
+    # the file before or after. No record of a page matches it, and the next build
+    # starts a new server.
+    text = (
+        "import pathlib\nhere = pathlib.Path(__file__)\nhere.write_text(here.read_text() + '#')\n"
+    )
+    worker = preloading(tmp_path, monkeypatch, "saved_as_imported", text)
+    try:
+        files = worker.run(python("print(1)"), 60).files
+    finally:
+        worker.close()
+    assert files == {"saved_as_imported.py": CHANGED}
+    assert PageWorker.renew_if_stale() == [str((tmp_path / "saved_as_imported.py").resolve())]
 
 
 def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):

@@ -19,6 +19,9 @@ is done here is done once per server instead of once per page:
   (:func:`docexec.worker.stale_server`). Under ``mkdocs serve`` an edited module
   that is preloaded would otherwise run as it was, in a page whose record names the
   file as it is.
+- The fingerprint of each such file as the server holds it (:data:`HELD`): a page
+  records that one, not the file's state when the page runs, so a file edited while
+  a page runs keys the page's record on the code that ran (found stale next build).
 - The server's own end: when the build is done (or a new server replaces it), it
   leaves without its interpreter's teardown (:func:`_end_at_once`). With torch
   preloaded that teardown took 0.6 s, after the build had said it was done, with the
@@ -41,9 +44,12 @@ import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import sys
+import time
 import weakref
+from pathlib import Path
 
-from docexec.cache import installed_folders
+from docexec.cache import CHANGED, fingerprint, installed_folders
+from docexec.processes import stat_fields
 from docexec.scratch import server_files
 from docexec.start import ready_to_seed
 
@@ -91,17 +97,48 @@ def _imported_by_the_fork_server() -> bool:
     return False
 
 
+#: Each file of :data:`REAL_FILES` from outside the Python installation, with the
+#: fingerprint (:func:`docexec.cache.fingerprint`) of the code the server holds, or
+#: :data:`docexec.cache.CHANGED` if the file was written after the server started.
+HELD: dict[str, str | None] = {}
+
+#: A file written this soon before the server's start may have been written after it:
+#: the start is known to a tick (10 ms), a file's time to the kernel's coarser clock.
+_START_SLACK_NS = 100_000_000
+
+
+def _started_ns() -> int:
+    """When this process started, in nanoseconds since the epoch (from its start in
+    clock ticks since boot)."""
+    fields = stat_fields(os.getpid()) or []
+    ticks = int(fields[19]) if len(fields) > 19 else 0  # /proc/<pid>/stat's field 22
+    since_boot = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME) + since_boot
+
+
 def _list_imported_files() -> None:
-    """Write :func:`docexec.scratch.server_files`: each file of a module the server
-    holds, from outside the Python installation, with its modification time and size."""
+    """Fill :data:`HELD`, and write :func:`docexec.scratch.server_files`: each file of a
+    module the server holds, from outside the Python installation, with its
+    modification time and size; ``[-1, -1]`` (never a file's) for a file written since
+    the server started, which may be newer than its module, so that the next build
+    starts a new server."""
     installed = installed_folders()
+    since = _started_ns() - _START_SLACK_NS
     states = {}
     for _module, real in REAL_FILES.values():
         if real.startswith(installed):
             continue
-        with contextlib.suppress(OSError):
+        # Read before its time is: an edit from now on shows in one or the other.
+        held = fingerprint(Path(real))
+        try:
             stat = os.stat(real)
-            states[real] = [stat.st_mtime_ns, stat.st_size]
+        except OSError:  # gone: the next build starts a new server too
+            HELD[real], states[real] = CHANGED, [-1, -1]
+            continue
+        if stat.st_mtime_ns >= since:
+            HELD[real], states[real] = CHANGED, [-1, -1]
+        else:
+            HELD[real], states[real] = held, [stat.st_mtime_ns, stat.st_size]
     path = server_files(_SERVER)
     with open(path + ".part", "w") as file:
         json.dump(states, file)

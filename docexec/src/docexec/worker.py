@@ -116,6 +116,9 @@ _SIGNALLING = frozenset({"os.kill", "os.killpg", "signal.pthread_kill", "os.abor
 #: This package's folder: code that runs in a page's process but is not the page's.
 _DOCEXEC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 
+#: A file's state is to be read now (see ``PageReads._note``).
+_NOW = object()
+
 #: Audit events of a look at the stack, whose frames know their line numbers.
 _FRAMES = frozenset({"sys._getframe", "sys._current_frames"})
 
@@ -407,9 +410,10 @@ class PageReads:
             and not filename.startswith(_DOCEXEC)  # docexec's own code is not the page's
         )
 
-    def _note(self, path, made: bool = False, real: bool = False) -> None:
+    def _note(self, path, made: bool = False, real: bool = False, state=_NOW) -> None:
         """Fingerprint ``path`` now if it is the repository's and not read before
-        (``real``: ``path`` is a real path already)."""
+        (``real``: ``path`` is a real path already; ``state``: its fingerprint as read
+        before, by the fork server)."""
         self._busy = True  # the fingerprint's own reads are docexec's, not the page's
         try:
             path = path if real else self._realpath(os.fsdecode(path))
@@ -425,7 +429,7 @@ class PageReads:
             if made:
                 self.made.add(name)
             else:
-                self.read[name] = fingerprint(Path(path))
+                self.read[name] = fingerprint(Path(path)) if state is _NOW else state
         except (TypeError, ValueError, OSError):
             return
         finally:
@@ -458,12 +462,14 @@ class PageReads:
         with its fingerprint then."""
         preloaded = sys.modules.get("docexec.preloaded")  # in a process of the fork server
         real_files = preloaded.REAL_FILES if preloaded else {}
+        held = preloaded.HELD if preloaded else {}
         for name, module in list(sys.modules.items()):
             if self._modules.get(name) is not module:
                 self._modules[name] = module
                 known, real = real_files.get(name, (None, ""))
                 if known is module:
-                    self._note(real, real=True)
+                    # The file as the server imported it, which may since have changed.
+                    self._note(real, real=True, state=held.get(real, _NOW))
                     continue
                 file = getattr(module, "__file__", None)
                 if isinstance(file, str) and os.path.isabs(file):
