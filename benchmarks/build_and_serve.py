@@ -230,6 +230,7 @@ def main() -> None:
         times_floor = "" if name.endswith("(a ratio)") else f"{seconds / floor:7.2f}"
         print(f"{name:<{width}}  {seconds:7.2f}  {times_floor}")
     print(f"sites of the cold builds, jobs=1 and every core, byte-identical: {identical}")
+    print(f"every core / jobs=1, each pair: {' '.join(f'{ratio:.2f}' for ratio in ratios)}")
     print(
         f"(medians of {RUNS} runs, of {PAIRS} for the cold builds; cores: {os.cpu_count()}; "
         f"load average now: {os.getloadavg()[0]:.2f})"
