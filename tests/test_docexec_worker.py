@@ -292,16 +292,17 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
     assert worker.atexit_output == "bye\n"
 
 
-def preloading(tmp_path, monkeypatch, module: str, text: str) -> PageWorker:
+def preloading(tmp_path, monkeypatch, module: str, text: str, age: float = 10) -> PageWorker:
     """A page's process whose fork server preloads ``module`` (``text``), a file of the
-    repository at ``tmp_path``, found on the server's ``PYTHONPATH``."""
+    repository at ``tmp_path``, found on the server's ``PYTHONPATH``, dated ``age``
+    seconds ago."""
     (tmp_path / "docs").mkdir()
     (tmp_path / PAGE).write_text("# A page\n")
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(text))
     # Saved a while before the build, as a module is: one saved as the server starts
     # may be newer than what it imported, and is not trusted.
-    earlier = time.time() - 10
-    os.utime(tmp_path / f"{module}.py", (earlier, earlier))
+    dated = time.time() - age
+    os.utime(tmp_path / f"{module}.py", (dated, dated))
     paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # the server starts anew
     return PageWorker(tmp_path, PAGE, seed=0, preload=("torch", module))
@@ -470,6 +471,18 @@ def test_a_preloaded_module_written_as_the_server_imports_it_is_never_trusted(
         worker.close()
     assert files == {"saved_as_imported.py": CHANGED}
     assert PageWorker.renew_if_stale() == [str((tmp_path / "saved_as_imported.py").resolve())]
+
+
+def test_a_preloaded_module_dated_in_the_future_is_taken_as_it_is(tmp_path, monkeypatch):
+    # Unpacked from an archive made where the clock ran ahead: not "written since the
+    # server started", or every build would run its pages and start a new server.
+    worker = preloading(tmp_path, monkeypatch, "dated_ahead", "VALUE = 1\n", age=-86400)
+    try:
+        files = worker.run(python("print(1)"), 60).files
+    finally:
+        worker.close()
+    assert files == {"dated_ahead.py": fingerprint(tmp_path / "dated_ahead.py")}
+    assert PageWorker.renew_if_stale() == []
 
 
 def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):

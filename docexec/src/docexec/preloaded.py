@@ -121,7 +121,8 @@ def _list_imported_files() -> None:
     module the server holds, from outside the Python installation, with its
     modification time and size; ``[-1, -1]`` (never a file's) for a file written since
     the server started, which may be newer than its module, so that the next build
-    starts a new server."""
+    starts a new server. A file dated in the future is taken as it is: taken as just
+    written, it would rerun its pages and restart the server on every build."""
     installed = installed_folders()
     since = _started_ns() - _START_SLACK_NS
     states = {}
@@ -135,7 +136,8 @@ def _list_imported_files() -> None:
         except OSError:  # gone: the next build starts a new server too
             HELD[real], states[real] = CHANGED, [-1, -1]
             continue
-        if stat.st_mtime_ns >= since:
+        # A time yet to come says nothing (a clock set wrong where the file was made).
+        if since <= stat.st_mtime_ns <= time.time_ns():
             HELD[real], states[real] = CHANGED, [-1, -1]
         else:
             HELD[real], states[real] = held, [stat.st_mtime_ns, stat.st_size]
