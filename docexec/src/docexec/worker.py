@@ -116,9 +116,6 @@ _SIGNALLING = frozenset({"os.kill", "os.killpg", "signal.pthread_kill", "os.abor
 #: This package's folder: code that runs in a page's process but is not the page's.
 _DOCEXEC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 
-#: A file's state is to be read now (see ``PageReads._note``).
-_NOW = object()
-
 #: Audit events of a look at the stack, whose frames know their line numbers.
 _FRAMES = frozenset({"sys._getframe", "sys._current_frames"})
 
@@ -265,7 +262,9 @@ class PageReads:
 
     Each path is fingerprinted (``cache.fingerprint``) the moment the process first
     reads it, so a file saved while the page runs is recorded as the page read it,
-    and the next build sees the change. A file the process creates or empties before
+    and the next build sees the change; the file of a module the fork server imported
+    is recorded as the server read it (``docexec.preloaded.HELD``), whether the page
+    imports it or reads its source. A file the process creates or empties before
     it reads it (opened with ``O_TRUNC``, or ``O_CREAT`` and ``O_EXCL``) holds only
     what the page wrote: its own output, not an input, so not recorded.
 
@@ -288,6 +287,11 @@ class PageReads:
         self.untracked: set[str] = set()
         self._local = threading.local()
         self._modules: dict[str, object] = {}
+        # The files of the modules the fork server imported, as it read them (see
+        # docexec.preloaded): however the page comes to read one (its module, or its
+        # source through inspect or a traceback), it ran the code of that state.
+        preloaded = sys.modules.get("docexec.preloaded")  # in a process of the fork server
+        self._held: dict[str, str | None] = preloaded.HELD if preloaded else {}
         #: Installed folders, by the path they were named by (see :meth:`_realpath`).
         self._installed: dict[str, str] = {}
         sys.addaudithook(self._hook)
@@ -410,10 +414,10 @@ class PageReads:
             and not filename.startswith(_DOCEXEC)  # docexec's own code is not the page's
         )
 
-    def _note(self, path, made: bool = False, real: bool = False, state=_NOW) -> None:
+    def _note(self, path, made: bool = False, real: bool = False) -> None:
         """Fingerprint ``path`` now if it is the repository's and not read before
-        (``real``: ``path`` is a real path already; ``state``: its fingerprint as read
-        before, by the fork server)."""
+        (``real``: ``path`` is a real path already); a module's file the fork server
+        imported, as the server read it."""
         self._busy = True  # the fingerprint's own reads are docexec's, not the page's
         try:
             path = path if real else self._realpath(os.fsdecode(path))
@@ -429,7 +433,8 @@ class PageReads:
             if made:
                 self.made.add(name)
             else:
-                self.read[name] = fingerprint(Path(path)) if state is _NOW else state
+                held = self._held
+                self.read[name] = held[path] if path in held else fingerprint(Path(path))
         except (TypeError, ValueError, OSError):
             return
         finally:
@@ -462,14 +467,12 @@ class PageReads:
         with its fingerprint then."""
         preloaded = sys.modules.get("docexec.preloaded")  # in a process of the fork server
         real_files = preloaded.REAL_FILES if preloaded else {}
-        held = preloaded.HELD if preloaded else {}
         for name, module in list(sys.modules.items()):
             if self._modules.get(name) is not module:
                 self._modules[name] = module
                 known, real = real_files.get(name, (None, ""))
                 if known is module:
-                    # The file as the server imported it, which may since have changed.
-                    self._note(real, real=True, state=held.get(real, _NOW))
+                    self._note(real, real=True)
                     continue
                 file = getattr(module, "__file__", None)
                 if isinstance(file, str) and os.path.isabs(file):
