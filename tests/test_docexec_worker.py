@@ -499,45 +499,6 @@ def test_a_preloaded_module_dated_in_the_future_is_taken_as_it_is(tmp_path, monk
     assert PageWorker.renew_if_stale() == []
 
 
-def test_a_file_a_preloaded_module_read_as_it_was_imported_is_read_by_every_page(
-    tmp_path, monkeypatch
-):
-    # The page reads neither file, but prints what the server read from one of them
-    # (and looked for the other) as it imported the module.
-    (tmp_path / "setting.txt").write_text("one\n")
-    earlier = time.time() - 10
-    os.utime(tmp_path / "setting.txt", (earlier, earlier))
-    module = """
-        import pathlib
-        here = pathlib.Path(__file__).parent
-        SETTING = (here / "setting.txt").read_text().strip()
-        try:
-            OPTIONAL = (here / "optional.txt").read_text()
-        except FileNotFoundError:
-            OPTIONAL = None
-        """
-    worker = preloading(tmp_path, monkeypatch, "reads_a_setting", module)
-    page = python("import reads_a_setting\nprint(reads_a_setting.SETTING)")
-    try:
-        result = worker.run(page, 60)
-    finally:
-        worker.close()
-    assert result.output == "one\n"
-    assert result.files == {
-        "optional.txt": None,
-        "reads_a_setting.py": fingerprint(tmp_path / "reads_a_setting.py"),
-        "setting.txt": fingerprint(tmp_path / "setting.txt"),
-    }
-    assert PageWorker.renew_if_stale() == []
-    (tmp_path / "setting.txt").write_text("two\n")
-    assert PageWorker.renew_if_stale() == [str((tmp_path / "setting.txt").resolve())]
-    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch", "reads_a_setting"))
-    try:
-        assert run(worker, page) == "two\n"
-    finally:
-        worker.close()
-
-
 def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):
     # A page whose atexit handler is slow is closing in one thread while another asks
     # for a new server: the page counts as running until it has ended.
