@@ -102,10 +102,6 @@ def _imported_by_the_fork_server() -> bool:
 #: :data:`docexec.cache.CHANGED` if the file was written after the server started.
 HELD: dict[str, str | None] = {}
 
-#: A file written this soon before the server's start may have been written after it:
-#: the start is known to a tick (10 ms), a file's time to the kernel's coarser clock.
-_START_SLACK_NS = 100_000_000
-
 
 def _started_ns() -> int:
     """When this process started, in nanoseconds since the epoch (from its start in
@@ -124,7 +120,12 @@ def _list_imported_files() -> None:
     starts a new server. A file dated in the future is taken as it is: taken as just
     written, it would rerun its pages and restart the server on every build."""
     installed = installed_folders()
-    since = _started_ns() - _START_SLACK_NS
+    # Known to a tick (10 ms) and rounded down: a file dated since then may be newer
+    # than its module. A file the build wrote just before it started the server (a
+    # hook's, the same bytes on every build) must not be: it would rerun its pages
+    # on every build. A write after the start is later than a tick: the interpreter
+    # takes longer than that to start before any preload is imported.
+    since = _started_ns()
     states = {}
     for _module, real in REAL_FILES.values():
         if real.startswith(installed):
