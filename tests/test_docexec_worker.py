@@ -487,29 +487,27 @@ def test_a_preloaded_module_written_as_the_server_imports_it_is_never_trusted(
     assert PageWorker.renew_if_stale() == [str((tmp_path / "saved_as_imported.py").resolve())]
 
 
-def test_a_preloaded_module_saved_just_before_the_server_starts_is_taken_as_it_is(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("module", "age"),
+    [
+        # Written by a hook of the build (the same bytes each time) a moment before
+        # the pages start.
+        ("saved_before", 0.05),
+        # Unpacked from an archive made where the clock ran ahead.
+        ("dated_ahead", -86400),
+    ],
+)
+def test_a_preloaded_module_not_saved_since_the_server_started_is_taken_as_it_is(
+    module, age, tmp_path, monkeypatch
 ):
-    # Written by a hook of the build (the same bytes each time) a moment before the
-    # pages start: taken as written since, it would rerun its pages on every build.
-    worker = preloading(tmp_path, monkeypatch, "saved_before", "VALUE = 1\n", age=0.05)
+    # Taken as saved since the server started, it would rerun its pages and start a
+    # new server on every build.
+    worker = preloading(tmp_path, monkeypatch, module, "VALUE = 1\n", age=age)
     try:
         files = worker.run(python("print(1)"), 60).files
     finally:
         worker.close()
-    assert files == {"saved_before.py": fingerprint(tmp_path / "saved_before.py")}
-    assert PageWorker.renew_if_stale() == []
-
-
-def test_a_preloaded_module_dated_in_the_future_is_taken_as_it_is(tmp_path, monkeypatch):
-    # Unpacked from an archive made where the clock ran ahead: not "written since the
-    # server started", or every build would run its pages and start a new server.
-    worker = preloading(tmp_path, monkeypatch, "dated_ahead", "VALUE = 1\n", age=-86400)
-    try:
-        files = worker.run(python("print(1)"), 60).files
-    finally:
-        worker.close()
-    assert files == {"dated_ahead.py": fingerprint(tmp_path / "dated_ahead.py")}
+    assert files == {f"{module}.py": fingerprint(tmp_path / f"{module}.py")}
     assert PageWorker.renew_if_stale() == []
 
 
