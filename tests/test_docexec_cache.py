@@ -440,3 +440,28 @@ def test_a_file_the_page_writes_before_it_reads_it_is_no_input(tmp_path):
     assert runs(build_in_process(tmp_path))["docs/reads.md"] == "reused"
     record = json.loads((tmp_path / ".cache/docexec/docs/reads.md.json").read_text())
     assert "made.txt" not in record["files"]
+
+
+def test_a_file_many_pages_read_is_read_once_as_a_build_looks_their_records_up(
+    tmp_path, monkeypatch
+):
+    # A data set every page loads: looked up page by page, it was hashed once per page.
+    (tmp_path / "data.bin").write_bytes(b"\0" * 1000)
+    (tmp_path / "other.txt").write_text("one page reads this\n")
+    store = cache.ExecutionCache(tmp_path, tmp_path / ".cache", "env")
+    pages = [f"docs/page-{n}.md" for n in range(3)]
+    for page in pages:
+        files = {"data.bin": cache.fingerprint(tmp_path / "data.bin")}
+        if page == pages[0]:
+            files["other.txt"] = cache.fingerprint(tmp_path / "other.txt")
+        store.store(cache.Record(page, "fences", [1], "env", files, [], 0.1))
+    read = []
+    counted = cache.fingerprint
+    monkeypatch.setattr(cache, "fingerprint", lambda path: read.append(path.name) or counted(path))
+    seen: dict[str, str | None] = {}
+    for page in pages:
+        store.lookup(page, "fences", [1], seen)
+    assert sorted(read) == ["data.bin", "other.txt"]
+    # Outside such a pass (a page looked up as it renders) each lookup reads anew.
+    store.lookup(pages[1], "fences", [1])
+    assert sorted(read) == ["data.bin", "data.bin", "other.txt"]

@@ -310,8 +310,23 @@ class ExecutionCache:
             return self.folder / "outside" / f"{digest(page)}{suffix}"
         return self.folder / f"{page}{suffix}"
 
-    def lookup(self, page: str, fences: str, lines: list[int]) -> Record:
+    def lookup(
+        self,
+        page: str,
+        fences: str,
+        lines: list[int],
+        seen: dict[str, str | None] | None = None,
+    ) -> Record:
         """The page's record, if everything it depended on is as it was.
+
+        Args:
+            page: The page, as ``docs/<page>.md``.
+            fences: The key of its executed blocks.
+            lines: The lines of its fences.
+            seen: The files' states found so far by the lookups of one pass over the
+                pages (filled as this one reads more): a file many pages read, a
+                data set or the project's package, is read once in that pass, not
+                once per page.
 
         Raises:
             CacheMiss: There is none, or it is out of date, or it cannot be read.
@@ -345,8 +360,11 @@ class ExecutionCache:
             raise CacheMiss("its tracebacks name page lines that moved")
         if record.environment != self.environment:
             raise CacheMiss("the environment changed")
+        seen = {} if seen is None else seen
         for name, state in record.files.items():
-            if fingerprint(self.root / name) != state:
+            if name not in seen:
+                seen[name] = fingerprint(self.root / name)
+            if seen[name] != state:
                 raise CacheMiss(f"{name} changed")
         for name, value in record.environ.items():
             if os.environ.get(name) != value:

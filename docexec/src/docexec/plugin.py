@@ -322,6 +322,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
         inclusion = InclusionLevel.is_in_serve if serving else InclusionLevel.is_included
         runs: list[PageRun] = []
         unreadable: dict[str, str] = {}
+        seen: dict[str, str | None] = {}  # files' states, read once in this pass
         for file in files.documentation_pages(inclusion=inclusion):
             path = self._page_path(file)
             raw = file.content_string
@@ -330,7 +331,7 @@ class DocExecPlugin(BasePlugin[DocExecConfig]):
                 continue
             if self.cache is not None:
                 try:
-                    run.replay = self.cache.lookup(path, run.key, run.lines_of_fences)
+                    run.replay = self.cache.lookup(path, run.key, run.lines_of_fences, seen)
                     self.ahead[path] = run.replay  # the render replays it, not looked up twice
                 except CacheMiss as miss:
                     run.why = str(miss)
