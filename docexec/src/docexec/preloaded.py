@@ -105,10 +105,12 @@ HELD: dict[str, str | None] = {}
 
 def _started_ns() -> int:
     """When this process started, in nanoseconds since the epoch (from its start in
-    clock ticks since boot)."""
+    clock ticks since boot); now, if ``/proc`` cannot say: then no file counts as
+    written since, rather than every file written since the machine booted."""
     fields = stat_fields(os.getpid()) or []
-    ticks = int(fields[19]) if len(fields) > 19 else 0  # /proc/<pid>/stat's field 22
-    since_boot = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    if len(fields) <= 19 or not fields[19].isdigit():
+        return time.time_ns()
+    since_boot = int(fields[19]) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")  # field 22
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME) + since_boot
 
 
