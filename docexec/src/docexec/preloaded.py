@@ -1,8 +1,9 @@
 """What the fork server prepares for every page's process, once, after its preloads.
 
-The fork server imports the plugin's ``preload`` modules, then this one (see
-``PageWorker.context``). Each page's process is forked from the server, so what
-is done here is done once per server instead of once per page:
+The fork server imports :mod:`docexec.preloading`, the plugin's ``preload``
+modules, then this one (see ``PageWorker.context``). Each page's process is forked
+from the server, so what is done here is done once per server instead of once per
+page:
 
 - Each module's file, resolved to its real path (:data:`REAL_FILES`): a page's read
   tracking looks at every module its process holds (``PageReads.take``), some
@@ -19,9 +20,11 @@ is done here is done once per server instead of once per page:
   (:func:`docexec.worker.stale_server`). Under ``mkdocs serve`` an edited module
   that is preloaded would otherwise run as it was, in a page whose record names the
   file as it is.
-- The fingerprint of each such file as the server holds it (:data:`HELD`): a page
-  records that one, not the file's state when the page runs, so a file edited while
-  a page runs keys the page's record on the code that ran (found stale next build).
+- The fingerprint of each such file as the server holds it (:data:`HELD`), and of
+  each file the preloads opened as they were imported (:mod:`docexec.preloading`):
+  every page records those, not the files' states when the page runs, so a file
+  edited while a page runs keys the page's record on the code that ran (found
+  stale next build), and a settings file a preload read is among every page's reads.
 - The server's own end: when the build is done (or a new server replaces it), it
   leaves without its interpreter's teardown (:func:`_end_at_once`). With torch
   preloaded that teardown took 0.6 s, after the build had said it was done, with the
@@ -48,6 +51,7 @@ import time
 import weakref
 from pathlib import Path
 
+from docexec import preloading
 from docexec.cache import CHANGED, fingerprint, installed_folders
 from docexec.processes import stat_fields
 from docexec.scratch import server_files
@@ -102,6 +106,10 @@ def _imported_by_the_fork_server() -> bool:
 #: :data:`docexec.cache.CHANGED` if the file was written after the server started.
 HELD: dict[str, str | None] = {}
 
+#: Files of the system's own, never the same twice (``/proc/self/maps``, read by a preload).
+_VIRTUAL = ("/proc/", "/sys/", "/dev/")
+_PYCACHE = os.sep + "__pycache__" + os.sep
+
 
 def _started_ns() -> int:
     """When this process started, in nanoseconds since the epoch (from its start in
@@ -116,11 +124,17 @@ def _started_ns() -> int:
 
 def _list_imported_files() -> None:
     """Fill :data:`HELD`, and write :func:`docexec.scratch.server_files`: each file of a
-    module the server holds, from outside the Python installation, with its
-    modification time and size; ``[-1, -1]`` (never a file's) for a file written since
-    the server started, which may be newer than its module, so that the next build
-    starts a new server. A file dated in the future is taken as it is: taken as just
-    written, it would rerun its pages and restart the server on every build."""
+    module the server holds, or that its preloads read (:mod:`docexec.preloading`),
+    from outside the Python installation, with its modification time and size
+    (``None`` for a file looked for and not found).
+
+    A module's file that is gone, or was written since the server started (it may
+    be newer than the code the server holds), is :data:`~docexec.cache.CHANGED` and
+    listed as ``[-1, -1]`` (never a file's), so that the next build starts a new
+    server. A file the preloads read that was written since is left out: most
+    likely the preload's own (a database it updates, which ``sqlite3`` writes
+    without an audit event); taken as changed, it would rerun every page on every
+    build. A file dated in the future is taken as it is, for the same reason."""
     installed = installed_folders()
     # Known to a tick (10 ms) and rounded down: a file dated since then may be newer
     # than its module. A file the build wrote just before it started the server (a
@@ -128,20 +142,29 @@ def _list_imported_files() -> None:
     # on every build. A write after the start is later than a tick: the interpreter
     # takes longer than that to start before any preload is imported.
     since = _started_ns()
-    states = {}
-    for _module, real in REAL_FILES.values():
-        if real.startswith(installed):
-            continue
+    states: dict[str, list[int] | None] = {}
+    modules = {real for _module, real in REAL_FILES.values() if not real.startswith(installed)}
+    read = {
+        os.path.realpath(path)
+        for path in preloading.stop()
+        if not path.startswith(installed) and not path.startswith(_VIRTUAL)
+    }
+    read = {path for path in read if not path.startswith(installed) and _PYCACHE not in path}
+    for real in sorted(modules | read):
         # Read before its time is: an edit from now on shows in one or the other.
         held = fingerprint(Path(real))
         try:
             stat = os.stat(real)
-        except OSError:  # gone: the next build starts a new server too
-            HELD[real], states[real] = CHANGED, [-1, -1]
+        except OSError:
+            if real in modules:  # gone: the next build starts a new server too
+                HELD[real], states[real] = CHANGED, [-1, -1]
+            else:  # looked for and not there: that is its state
+                HELD[real], states[real] = None, None
             continue
         # A time yet to come says nothing (a clock set wrong where the file was made).
         if since <= stat.st_mtime_ns <= time.time_ns():
-            HELD[real], states[real] = CHANGED, [-1, -1]
+            if real in modules:
+                HELD[real], states[real] = CHANGED, [-1, -1]
         else:
             HELD[real], states[real] = held, [stat.st_mtime_ns, stat.st_size]
     path = server_files(_SERVER)
