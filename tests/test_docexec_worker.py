@@ -492,8 +492,9 @@ def test_a_preloaded_module_written_as_the_server_imports_it_is_never_trusted(
     ("module", "age"),
     [
         # Written by a hook of the build (the same bytes each time) a moment before
-        # the pages start.
+        # the pages start; and within the clock tick the server starts in.
         ("saved_before", 0.05),
+        ("saved_as_the_server_starts", 0),
         # Unpacked from an archive made where the clock ran ahead.
         ("dated_ahead", -86400),
     ],
@@ -562,6 +563,30 @@ def test_a_file_a_preloaded_module_read_as_it_was_imported_is_read_by_every_page
         assert run(worker, page) == "two from the database\n"
     finally:
         worker.close()
+
+
+def test_a_file_saved_while_the_server_reads_it_as_it_preloads_is_never_trusted(
+    tmp_path, monkeypatch
+):
+    # Saved by another process (an author's editor) while the server imports: what
+    # the module holds may be the file before or after. As for a module's own file.
+    (tmp_path / "data.txt").write_text("v1\n")
+    earlier = time.time() - 10
+    os.utime(tmp_path / "data.txt", (earlier, earlier))
+    module = """
+        import pathlib, subprocess, sys
+        here = pathlib.Path(__file__).parent
+        saving = "import pathlib; pathlib.Path('data.txt').write_text('v2')"
+        subprocess.run([sys.executable, "-c", saving], cwd=here, check=True)
+        VALUE = (here / "data.txt").read_text()
+        """
+    worker = preloading(tmp_path, monkeypatch, "saved_by_another", module)
+    try:
+        files = worker.run(python("print(1)"), 60).files
+    finally:
+        worker.close()
+    assert files["data.txt"] == CHANGED
+    assert PageWorker.renew_if_stale() == [str((tmp_path / "data.txt").resolve())]
 
 
 def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):

@@ -112,13 +112,15 @@ _PYCACHE = os.sep + "__pycache__" + os.sep
 
 
 def _started_ns() -> int:
-    """When this process started, in nanoseconds since the epoch (from its start in
-    clock ticks since boot); now, if ``/proc`` cannot say: then no file counts as
-    written since, rather than every file written since the machine booted."""
+    """The end of the clock tick this process started in, in nanoseconds since the
+    epoch (``/proc`` gives the start in ticks since boot); now, if ``/proc`` cannot
+    say: then no file counts as written since, rather than every file written since
+    the machine booted."""
     fields = stat_fields(os.getpid()) or []
     if len(fields) <= 19 or not fields[19].isdigit():
         return time.time_ns()
-    since_boot = int(fields[19]) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")  # field 22
+    ticks = int(fields[19]) + 1  # field 22; the tick's end: never before the start
+    since_boot = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME) + since_boot
 
 
@@ -128,19 +130,18 @@ def _list_imported_files() -> None:
     from outside the Python installation, with its modification time and size
     (``None`` for a file looked for and not found).
 
-    A module's file that is gone, or was written since the server started (it may
-    be newer than the code the server holds), is :data:`~docexec.cache.CHANGED` and
-    listed as ``[-1, -1]`` (never a file's), so that the next build starts a new
-    server. A file the preloads read that was written since is left out: most
-    likely the preload's own (a database it updates, which ``sqlite3`` writes
-    without an audit event); taken as changed, it would rerun every page on every
-    build. A file dated in the future is taken as it is, for the same reason."""
+    A module's file that is gone, or a file written since the server started (it may
+    be newer than what the server imported or read), is
+    :data:`~docexec.cache.CHANGED` and listed as ``[-1, -1]`` (never a file's), so
+    that the next build starts a new server. (A preload that updates a database as
+    it is imported, which ``sqlite3`` does without an audit event, so reruns its
+    pages on every build, saying why.) A file dated in the future is taken as it
+    is: taken as written since, it would rerun its pages on every build."""
     installed = installed_folders()
-    # Known to a tick (10 ms) and rounded down: a file dated since then may be newer
-    # than its module. A file the build wrote just before it started the server (a
-    # hook's, the same bytes on every build) must not be: it would rerun its pages
-    # on every build. A write after the start is later than a tick: the interpreter
-    # takes longer than that to start before any preload is imported.
+    # Rounded up to a tick (10 ms): a file the build wrote just before it started the
+    # server (a hook's, the same bytes on every build) is not counted as written
+    # since, which would rerun its pages on every build. A write after the preloads
+    # began is still counted: the interpreter takes longer than a tick to start.
     since = _started_ns()
     states: dict[str, list[int] | None] = {}
     modules = {real for _module, real in REAL_FILES.values() if not real.startswith(installed)}
@@ -163,8 +164,7 @@ def _list_imported_files() -> None:
             continue
         # A time yet to come says nothing (a clock set wrong where the file was made).
         if since <= stat.st_mtime_ns <= time.time_ns():
-            if real in modules:
-                HELD[real], states[real] = CHANGED, [-1, -1]
+            HELD[real], states[real] = CHANGED, [-1, -1]
         else:
             HELD[real], states[real] = held, [stat.st_mtime_ns, stat.st_size]
     path = server_files(_SERVER)

@@ -43,6 +43,8 @@ def _hook(event: str, args: tuple) -> None:
         path = os.path.abspath(os.fsdecode(args[0]))
     except (TypeError, ValueError, OSError):
         return
+    if "\0" in path:
+        return  # no file's name: the call itself fails
     flags = args[2] if event == "open" and len(args) > 2 and isinstance(args[2], int) else 0
     if flags & _WRITES:
         _WRITTEN.add(path)
