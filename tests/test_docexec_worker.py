@@ -11,7 +11,6 @@ import multiprocessing.forkserver
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -511,82 +510,6 @@ def test_a_preloaded_module_not_saved_since_the_server_started_is_taken_as_it_is
         worker.close()
     assert files == {f"{module}.py": fingerprint(tmp_path / f"{module}.py")}
     assert PageWorker.renew_if_stale() == []
-
-
-def test_a_file_a_preloaded_module_read_as_it_was_imported_is_read_by_every_page(
-    tmp_path, monkeypatch
-):
-    # The page reads none of these files, but prints what the server read as it
-    # imported the module: a setting, a database's row, a file looked for and absent.
-    # A log it appends to and a state file it reads and saves back are its own doing.
-    (tmp_path / "setting.txt").write_text("one\n")
-    (tmp_path / "state.json").write_text("{}")
-    with contextlib.closing(sqlite3.connect(tmp_path / "settings.db")) as database:
-        database.execute("create table s (v text)")
-        database.execute("insert into s values ('from the database')")
-        database.commit()
-    earlier = time.time() - 10
-    for name in ("setting.txt", "state.json", "settings.db"):
-        os.utime(tmp_path / name, (earlier, earlier))
-    module = """
-        import json, logging, pathlib, sqlite3
-        here = pathlib.Path(__file__).parent
-        SETTING = (here / "setting.txt").read_text().strip()
-        ROW = sqlite3.connect(here / "settings.db").execute("select v from s").fetchone()[0]
-        try:
-            OPTIONAL = (here / "optional.txt").read_text()
-        except FileNotFoundError:
-            OPTIONAL = None
-        logging.basicConfig(filename=here / "build.log", level=logging.INFO)
-        logging.getLogger("reads_a_setting").info("loaded")
-        state = json.loads((here / "state.json").read_text())
-        (here / "state.json").write_text(json.dumps(state))
-        """
-    worker = preloading(tmp_path, monkeypatch, "reads_a_setting", module)
-    page = python("import reads_a_setting as m\nprint(m.SETTING, m.ROW)")
-    try:
-        result = worker.run(page, 60)
-    finally:
-        worker.close()
-    assert result.output == "one from the database\n"
-    assert result.files == {
-        "optional.txt": None,
-        "reads_a_setting.py": fingerprint(tmp_path / "reads_a_setting.py"),
-        "setting.txt": fingerprint(tmp_path / "setting.txt"),
-        "settings.db": fingerprint(tmp_path / "settings.db"),
-    }
-    assert PageWorker.renew_if_stale() == []
-    (tmp_path / "setting.txt").write_text("two\n")
-    assert PageWorker.renew_if_stale() == [str((tmp_path / "setting.txt").resolve())]
-    worker = PageWorker(tmp_path, PAGE, seed=0, preload=("torch", "reads_a_setting"))
-    try:
-        assert run(worker, page) == "two from the database\n"
-    finally:
-        worker.close()
-
-
-def test_a_file_saved_while_the_server_reads_it_as_it_preloads_is_never_trusted(
-    tmp_path, monkeypatch
-):
-    # Saved by another process (an author's editor) while the server imports: what
-    # the module holds may be the file before or after. As for a module's own file.
-    (tmp_path / "data.txt").write_text("v1\n")
-    earlier = time.time() - 10
-    os.utime(tmp_path / "data.txt", (earlier, earlier))
-    module = """
-        import pathlib, subprocess, sys
-        here = pathlib.Path(__file__).parent
-        saving = "import pathlib; pathlib.Path('data.txt').write_text('v2')"
-        subprocess.run([sys.executable, "-c", saving], cwd=here, check=True)
-        VALUE = (here / "data.txt").read_text()
-        """
-    worker = preloading(tmp_path, monkeypatch, "saved_by_another", module)
-    try:
-        files = worker.run(python("print(1)"), 60).files
-    finally:
-        worker.close()
-    assert files["data.txt"] == CHANGED
-    assert PageWorker.renew_if_stale() == [str((tmp_path / "data.txt").resolve())]
 
 
 def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):

@@ -1,9 +1,8 @@
 """What the fork server prepares for every page's process, once, after its preloads.
 
-The fork server imports :mod:`docexec.preloading`, the plugin's ``preload``
-modules, then this one (see ``PageWorker.context``). Each page's process is forked
-from the server, so what is done here is done once per server instead of once per
-page:
+The fork server imports the plugin's ``preload`` modules, then this one (see
+``PageWorker.context``). Each page's process is forked from the server, so what
+is done here is done once per server instead of once per page:
 
 - Each module's file, resolved to its real path (:data:`REAL_FILES`): a page's read
   tracking looks at every module its process holds (``PageReads.take``), some
@@ -20,11 +19,9 @@ page:
   (:func:`docexec.worker.stale_server`). Under ``mkdocs serve`` an edited module
   that is preloaded would otherwise run as it was, in a page whose record names the
   file as it is.
-- The fingerprint of each such file as the server holds it (:data:`HELD`), and of
-  each file the preloads opened as they were imported (:mod:`docexec.preloading`):
-  every page records those, not the files' states when the page runs, so a file
-  edited while a page runs keys the page's record on the code that ran (found
-  stale next build), and a settings file a preload read is among every page's reads.
+- The fingerprint of each such file as the server holds it (:data:`HELD`): a page
+  records that one, not the file's state when the page runs, so a file edited while
+  a page runs keys the page's record on the code that ran (found stale next build).
 - The server's own end: when the build is done (or a new server replaces it), it
   leaves without its interpreter's teardown (:func:`_end_at_once`). With torch
   preloaded that teardown took 0.6 s, after the build had said it was done, with the
@@ -51,7 +48,6 @@ import time
 import weakref
 from pathlib import Path
 
-from docexec import preloading
 from docexec.cache import CHANGED, fingerprint, installed_folders
 from docexec.processes import stat_fields
 from docexec.scratch import server_files
@@ -106,10 +102,6 @@ def _imported_by_the_fork_server() -> bool:
 #: :data:`docexec.cache.CHANGED` if the file was written after the server started.
 HELD: dict[str, str | None] = {}
 
-#: Files of the system's own, never the same twice (``/proc/self/maps``, read by a preload).
-_VIRTUAL = ("/proc/", "/sys/", "/dev/")
-_PYCACHE = os.sep + "__pycache__" + os.sep
-
 
 def _started_ns() -> int:
     """The end of the clock tick this process started in, in nanoseconds since the
@@ -126,41 +118,27 @@ def _started_ns() -> int:
 
 def _list_imported_files() -> None:
     """Fill :data:`HELD`, and write :func:`docexec.scratch.server_files`: each file of a
-    module the server holds, or that its preloads read (:mod:`docexec.preloading`),
-    from outside the Python installation, with its modification time and size
-    (``None`` for a file looked for and not found).
-
-    A module's file that is gone, or a file written since the server started (it may
-    be newer than what the server imported or read), is
-    :data:`~docexec.cache.CHANGED` and listed as ``[-1, -1]`` (never a file's), so
-    that the next build starts a new server. (A preload that updates a database as
-    it is imported, which ``sqlite3`` does without an audit event, so reruns its
-    pages on every build, saying why.) A file dated in the future is taken as it
-    is: taken as written since, it would rerun its pages on every build."""
+    module the server holds, from outside the Python installation, with its
+    modification time and size; ``[-1, -1]`` (never a file's) for a file written since
+    the server started, which may be newer than its module, so that the next build
+    starts a new server. A file dated in the future is taken as it is: taken as just
+    written, it would rerun its pages and restart the server on every build."""
     installed = installed_folders()
-    # Rounded up to a tick (10 ms): a file the build wrote just before it started the
-    # server (a hook's, the same bytes on every build) is not counted as written
+    # Rounded up to a tick (10 ms): a module the build wrote just before it started
+    # the server (a hook's, the same bytes on every build) is not counted as written
     # since, which would rerun its pages on every build. A write after the preloads
     # began is still counted: the interpreter takes longer than a tick to start.
     since = _started_ns()
-    states: dict[str, list[int] | None] = {}
-    modules = {real for _module, real in REAL_FILES.values() if not real.startswith(installed)}
-    read = {
-        os.path.realpath(path)
-        for path in preloading.stop()
-        if not path.startswith(installed) and not path.startswith(_VIRTUAL)
-    }
-    read = {path for path in read if not path.startswith(installed) and _PYCACHE not in path}
-    for real in sorted(modules | read):
+    states = {}
+    for _module, real in REAL_FILES.values():
+        if real.startswith(installed):
+            continue
         # Read before its time is: an edit from now on shows in one or the other.
         held = fingerprint(Path(real))
         try:
             stat = os.stat(real)
-        except OSError:
-            if real in modules:  # gone: the next build starts a new server too
-                HELD[real], states[real] = CHANGED, [-1, -1]
-            else:  # looked for and not there: that is its state
-                HELD[real], states[real] = None, None
+        except OSError:  # gone: the next build starts a new server too
+            HELD[real], states[real] = CHANGED, [-1, -1]
             continue
         # A time yet to come says nothing (a clock set wrong where the file was made).
         if since <= stat.st_mtime_ns <= time.time_ns():

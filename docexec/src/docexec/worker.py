@@ -292,7 +292,6 @@ class PageReads:
         # source through inspect or a traceback), it ran the code of that state.
         preloaded = sys.modules.get("docexec.preloaded")  # in a process of the fork server
         self._held: dict[str, str | None] = preloaded.HELD if preloaded else {}
-        self._held_untaken = True
         #: Installed folders, by the path they were named by (see :meth:`_realpath`).
         self._installed: dict[str, str] = {}
         sys.addaudithook(self._hook)
@@ -468,12 +467,6 @@ class PageReads:
         with its fingerprint then."""
         preloaded = sys.modules.get("docexec.preloaded")  # in a process of the fork server
         real_files = preloaded.REAL_FILES if preloaded else {}
-        if self._held_untaken:
-            # What the server read as it preloaded (a file a module read at import):
-            # the page's process starts with it, though the page never reads it.
-            self._held_untaken = False
-            for path in self._held:
-                self._note(path, real=True)
         for name, module in list(sys.modules.items()):
             if self._modules.get(name) is not module:
                 self._modules[name] = module
@@ -752,8 +745,7 @@ def socket_problem() -> str:
 
 def stale_server() -> list[str]:
     """The files that changed since the running fork server imported them (the
-    repository's modules it preloaded, and the files those read as they were imported,
-    see :mod:`docexec.preloaded`); none if no
+    repository's modules it preloaded, see :mod:`docexec.preloaded`); none if no
     server runs, or it has not listed them yet (it is still importing them)."""
     pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
     if pid is None:
@@ -764,14 +756,13 @@ def stale_server() -> list[str]:
     except (OSError, ValueError):
         return []
     changed = []
-    for path, state in states.items():
+    for path, (mtime, size) in states.items():
         try:
             stat = os.stat(path)
         except OSError:
-            if state is not None:  # None: it was not there then either
-                changed.append(path)
+            changed.append(path)
             continue
-        if [stat.st_mtime_ns, stat.st_size] != state:
+        if [stat.st_mtime_ns, stat.st_size] != [mtime, size]:
             changed.append(path)
     return changed
 
@@ -884,10 +875,7 @@ class PageWorker:
             if cls._preload is not None and not _LIVE:
                 multiprocessing.forkserver._forkserver._stop()
             # Then what every page's process needs, prepared once (docexec.preloaded).
-            # docexec.preloading first: it notes what the preloads read.
-            cls._context.set_forkserver_preload(
-                ["docexec.preloading", *preload, "docexec.preloaded"]
-            )
+            cls._context.set_forkserver_preload([*preload, "docexec.preloaded"])
             cls._preload = preload
         return cls._context
 
