@@ -22,6 +22,7 @@ import pytest
 from conftest import processes_with
 from test_docexec_session import real_repl
 
+from docexec.cache import CHANGED, fingerprint
 from docexec.worker import Block, ExampleFailure, PageWorker
 
 PAGE = "docs/page.md"
@@ -291,12 +292,17 @@ def test_atexit_output_is_reported_when_the_page_ends(tmp_path):
     assert worker.atexit_output == "bye\n"
 
 
-def preloading(tmp_path, monkeypatch, module: str, text: str) -> PageWorker:
+def preloading(tmp_path, monkeypatch, module: str, text: str, age: float = 10) -> PageWorker:
     """A page's process whose fork server preloads ``module`` (``text``), a file of the
-    repository at ``tmp_path``, found on the server's ``PYTHONPATH``."""
+    repository at ``tmp_path``, found on the server's ``PYTHONPATH``, dated ``age``
+    seconds ago."""
     (tmp_path / "docs").mkdir()
     (tmp_path / PAGE).write_text("# A page\n")
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(text))
+    # Saved a while before the build, as a module is: one saved as the server starts
+    # may be newer than what it imported, and is not trusted.
+    dated = time.time() - age
+    os.utime(tmp_path / f"{module}.py", (dated, dated))
     paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # the server starts anew
     return PageWorker(tmp_path, PAGE, seed=0, preload=("torch", module))
@@ -432,6 +438,78 @@ def test_a_preloaded_module_of_the_repository_runs_as_its_file_is_now(tmp_path, 
         assert run(worker, python("import edited\nprint(edited.VALUE)")) == "two, and longer\n"
     finally:
         worker.close()
+
+
+@pytest.mark.parametrize(
+    ("module", "reads"),
+    [
+        ("saved_meanwhile", "print({module}.f())"),
+        # Its source, read as the page runs: the new file, beside the old code's output.
+        (
+            "source_read_meanwhile",
+            "import inspect\nprint(inspect.getsource({module}.f), {module}.f())",
+        ),
+    ],
+)
+def test_a_page_records_a_preloaded_module_as_the_server_imported_it(
+    module, reads, tmp_path, monkeypatch
+):
+    # Under `mkdocs serve`: the module is saved while a page forked from the server
+    # runs. The page ran the old code; its record must not name the new file, or the
+    # next build would replay the old code's output as the new file's. (A module of
+    # its own per case: a server preloading the same names is the same server.)
+    worker = preloading(tmp_path, monkeypatch, module, "def f():\n    return 'old'\n")
+    imported = fingerprint(tmp_path / f"{module}.py")
+    try:
+        (tmp_path / f"{module}.py").write_text("def f():\n    return 'new, and longer'\n")
+        result = worker.run(python(f"import {module}\n" + reads.format(module=module)), 60)
+    finally:
+        worker.close(kill=True)
+    assert result.output.endswith("old\n")
+    assert result.files == {f"{module}.py": imported}
+
+
+def test_a_preloaded_module_written_as_the_server_imports_it_is_never_trusted(
+    tmp_path, monkeypatch
+):
+    # Saved after the server started, before it listed its files: what it holds may be
+    # the file before or after. No record of a page matches it, and the next build
+    # starts a new server.
+    text = (
+        "import pathlib\nhere = pathlib.Path(__file__)\nhere.write_text(here.read_text() + '#')\n"
+    )
+    worker = preloading(tmp_path, monkeypatch, "saved_as_imported", text)
+    try:
+        files = worker.run(python("print(1)"), 60).files
+    finally:
+        worker.close()
+    assert files == {"saved_as_imported.py": CHANGED}
+    assert PageWorker.renew_if_stale() == [str((tmp_path / "saved_as_imported.py").resolve())]
+
+
+@pytest.mark.parametrize(
+    ("module", "age"),
+    [
+        # Written by a hook of the build (the same bytes each time) a moment before
+        # the pages start; and within the clock tick the server starts in.
+        ("saved_before", 0.05),
+        ("saved_as_the_server_starts", 0),
+        # Unpacked from an archive made where the clock ran ahead.
+        ("dated_ahead", -86400),
+    ],
+)
+def test_a_preloaded_module_not_saved_since_the_server_started_is_taken_as_it_is(
+    module, age, tmp_path, monkeypatch
+):
+    # Taken as saved since the server started, it would rerun its pages and start a
+    # new server on every build.
+    worker = preloading(tmp_path, monkeypatch, module, "VALUE = 1\n", age=age)
+    try:
+        files = worker.run(python("print(1)"), 60).files
+    finally:
+        worker.close()
+    assert files == {f"{module}.py": fingerprint(tmp_path / f"{module}.py")}
+    assert PageWorker.renew_if_stale() == []
 
 
 def test_a_page_still_closing_holds_the_server_against_a_renewal(tmp_path, monkeypatch):

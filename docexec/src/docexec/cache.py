@@ -176,6 +176,12 @@ def write_atomically(path: Path, text: str | bytes, prefix: str) -> None:
             raise
 
 
+#: The state of a file the fork server imported that was written after the server
+#: started (see :mod:`docexec.preloaded`): no file's :func:`fingerprint`, so a record
+#: that read it never matches, and its page runs again.
+CHANGED = "changed-since-the-fork-server-started"
+
+
 def fingerprint(path: Path) -> str | None:
     """The state of a file or folder a page read: its content, its listing, or absence."""
     try:

@@ -19,6 +19,9 @@ is done here is done once per server instead of once per page:
   (:func:`docexec.worker.stale_server`). Under ``mkdocs serve`` an edited module
   that is preloaded would otherwise run as it was, in a page whose record names the
   file as it is.
+- The fingerprint of each such file as the server holds it (:data:`HELD`): a page
+  records that one, not the file's state when the page runs, so a file edited while
+  a page runs keys the page's record on the code that ran (found stale next build).
 - The server's own end: when the build is done (or a new server replaces it), it
   leaves without its interpreter's teardown (:func:`_end_at_once`). With torch
   preloaded that teardown took 0.6 s, after the build had said it was done, with the
@@ -41,9 +44,12 @@ import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import sys
+import time
 import weakref
+from pathlib import Path
 
-from docexec.cache import installed_folders
+from docexec.cache import CHANGED, fingerprint, installed_folders
+from docexec.processes import stat_fields
 from docexec.scratch import server_files
 from docexec.start import ready_to_seed
 
@@ -91,17 +97,54 @@ def _imported_by_the_fork_server() -> bool:
     return False
 
 
+#: Each file of :data:`REAL_FILES` from outside the Python installation, with the
+#: fingerprint (:func:`docexec.cache.fingerprint`) of the code the server holds, or
+#: :data:`docexec.cache.CHANGED` if the file was written after the server started.
+HELD: dict[str, str | None] = {}
+
+
+def _started_ns() -> int:
+    """The end of the clock tick this process started in, in nanoseconds since the
+    epoch (``/proc`` gives the start in ticks since boot); now, if ``/proc`` cannot
+    say: then no file counts as written since, rather than every file written since
+    the machine booted."""
+    fields = stat_fields(os.getpid()) or []
+    if len(fields) <= 19 or not fields[19].isdigit():
+        return time.time_ns()
+    ticks = int(fields[19]) + 1  # field 22; the tick's end: never before the start
+    since_boot = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME) + since_boot
+
+
 def _list_imported_files() -> None:
-    """Write :func:`docexec.scratch.server_files`: each file of a module the server
-    holds, from outside the Python installation, with its modification time and size."""
+    """Fill :data:`HELD`, and write :func:`docexec.scratch.server_files`: each file of a
+    module the server holds, from outside the Python installation, with its
+    modification time and size; ``[-1, -1]`` (never a file's) for a file written since
+    the server started, which may be newer than its module, so that the next build
+    starts a new server. A file dated in the future is taken as it is: taken as just
+    written, it would rerun its pages and restart the server on every build."""
     installed = installed_folders()
+    # Rounded up to a tick (10 ms): a module the build wrote just before it started
+    # the server (a hook's, the same bytes on every build) is not counted as written
+    # since, which would rerun its pages on every build. A write after the preloads
+    # began is still counted: the interpreter takes longer than a tick to start.
+    since = _started_ns()
     states = {}
     for _module, real in REAL_FILES.values():
         if real.startswith(installed):
             continue
-        with contextlib.suppress(OSError):
+        # Read before its time is: an edit from now on shows in one or the other.
+        held = fingerprint(Path(real))
+        try:
             stat = os.stat(real)
-            states[real] = [stat.st_mtime_ns, stat.st_size]
+        except OSError:  # gone: the next build starts a new server too
+            HELD[real], states[real] = CHANGED, [-1, -1]
+            continue
+        # A time yet to come says nothing (a clock set wrong where the file was made).
+        if since <= stat.st_mtime_ns <= time.time_ns():
+            HELD[real], states[real] = CHANGED, [-1, -1]
+        else:
+            HELD[real], states[real] = held, [stat.st_mtime_ns, stat.st_size]
     path = server_files(_SERVER)
     with open(path + ".part", "w") as file:
         json.dump(states, file)
