@@ -77,6 +77,27 @@ def test_a_pool_maps_a_function_defined_on_the_page(page):
     assert run(page, python(code), timeout=60) == "[0, 1, 4, 9, 16]\n"
 
 
+def test_a_child_terminated_as_it_starts_ends_as_sigterm_ends_a_process(page):
+    # What a Pool that ends at once does to a worker still starting. Sent before the
+    # child had made SIGTERM's action the default again, it reached the page's own
+    # handler, which Python dropped: the child lived on (a pool's then waited on a
+    # lock for ever, and its block hung until its limit).
+    code = """
+    import os, signal, time
+    ended = []
+    for _ in range(20):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(3)
+            os._exit(0)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        ended.append(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)
+    print(ended.count(True), "of", len(ended))
+    """
+    assert run(page, python(code), timeout=120) == "20 of 20\n"
+
+
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_a_spawned_pool_imports_the_sessions_blocks_as_a_scripts_children_do(page, method):
     # Its children import the main script as __mp_main__, the part under the guard

@@ -242,10 +242,29 @@ def _end_group(_signum: int = 0, _frame: object = None) -> None:
     end_tree(os.getpid())
 
 
+def _hold_sigterm() -> None:
+    """Before the page's process forks: SIGTERM waits in the forking thread (see
+    :func:`_default_sigterm_in_child`)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _release_sigterm() -> None:
+    """After it forked, in the page's process: SIGTERM is delivered again."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _default_sigterm_in_child() -> None:
-    """A page's own children (a Pool's workers) take SIGTERM as processes usually do."""
+    """A page's own children (a Pool's workers) take SIGTERM as processes usually do.
+
+    The child starts with SIGTERM held (:func:`_hold_sigterm`), and takes it only
+    once its action is the default: a SIGTERM sent before then (a Pool that ends at
+    once terminates a worker still starting) reached the page's handler instead,
+    which Python then dropped, as the handler was the default by the time it ran;
+    the worker lived on, waiting for a lock its pool held, and the block hung.
+    """
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 class PageReads:
@@ -583,7 +602,11 @@ def serve(
     die_with_parent()
     _let_go_of_the_fork_server()
     signal.signal(signal.SIGTERM, _end_group)
-    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+    os.register_at_fork(
+        before=_hold_sigterm,
+        after_in_parent=_release_sigterm,
+        after_in_child=_default_sigterm_in_child,
+    )
     signal.signal(signal.SIGUSR1, _raise_stop)
     multiprocessing.set_start_method("fork", force=True)
     _spawn_from_the_session(scripts)
