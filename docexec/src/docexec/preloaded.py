@@ -49,7 +49,7 @@ import weakref
 from pathlib import Path
 
 from docexec.cache import CHANGED, fingerprint, installed_folders
-from docexec.processes import stat_fields
+from docexec.processes import start_ticks
 from docexec.scratch import server_files
 from docexec.start import ready_to_seed
 
@@ -108,11 +108,11 @@ def _started_ns() -> int:
     epoch (``/proc`` gives the start in ticks since boot); now, if ``/proc`` cannot
     say: then no file counts as written since, rather than every file written since
     the machine booted."""
-    fields = stat_fields(os.getpid()) or []
-    if len(fields) <= 19 or not fields[19].isdigit():
+    ticks = start_ticks(os.getpid())
+    if ticks is None:
         return time.time_ns()
-    ticks = int(fields[19]) + 1  # field 22; the tick's end: never before the start
-    since_boot = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    # The tick's end: never before the start.
+    since_boot = (ticks + 1) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME) + since_boot
 
 

@@ -44,6 +44,16 @@ def stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s
+    22nd field: no clock change moves it); ``None`` if there is no such process."""
+    fields = stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None  # field 22: the 20th after the name
+    except (ValueError, IndexError):
+        return None
+
+
 def live_children() -> set[int]:
     """This process's live child processes (zombies, which have ended, left out)."""
     alive = set()

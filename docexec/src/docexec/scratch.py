@@ -17,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from docexec.processes import stat_fields
+from docexec.processes import start_ticks
 
 #: What docexec keeps in the temporary folder: a page's working folder, the scripts its
 #: ``spawn`` children start from, the file its process writes a crash into, the
@@ -30,16 +30,6 @@ _swept = False
 _lock = threading.Lock()
 
 
-def _started(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s
-    22nd field: no clock change moves it); ``None`` if there is no such process."""
-    fields = stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None  # field 22: the 20th after the name
-    except (ValueError, IndexError):
-        return None
-
-
 def _namespace() -> int:
     """This process's pid namespace (its inode): a pid names a process only within it."""
     try:
@@ -50,7 +40,7 @@ def _namespace() -> int:
 
 def _tag(pid: int) -> str:
     """What names process ``pid``'s scratch: its pid, its start, its pid namespace."""
-    return f"{pid}-{_started(pid)}-{_namespace()}"
+    return f"{pid}-{start_ticks(pid)}-{_namespace()}"
 
 
 def sweep(folder: str | None = None) -> list[str]:
@@ -73,7 +63,7 @@ def sweep(folder: str | None = None) -> list[str]:
         match = _NAME.match(entry.name)
         if match is None or match[3] != namespace:
             continue
-        if str(_started(int(match[1]))) == match[2]:
+        if str(start_ticks(int(match[1]))) == match[2]:
             continue  # its maker runs
         path = Path(entry.path)
         try:

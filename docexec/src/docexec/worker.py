@@ -264,7 +264,7 @@ def _default_sigterm_in_child() -> None:
     """
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    _release_sigterm()
 
 
 class PageReads:
